@@ -1,0 +1,33 @@
+package switchboard
+
+import "switchboard/internal/engine"
+
+// Sentinel errors, for errors.Is. Framing errors (oversized or malformed
+// frames) are the framing package's: framing.ErrFrameTooLarge and its
+// siblings.
+var (
+	// ErrServerClosed is returned by Serve and ListenAndServe after
+	// Shutdown or Close.
+	ErrServerClosed = engine.ErrServerClosed
+	// ErrConnClosed is returned by Conn.Write on a closed connection.
+	ErrConnClosed = engine.ErrConnClosed
+	// ErrIdleTimeout closes a connection that received nothing for the
+	// idle timeout.
+	ErrIdleTimeout = engine.ErrIdleTimeout
+	// ErrWriteTimeout closes a connection whose pending output made no
+	// progress for the write timeout.
+	ErrWriteTimeout = engine.ErrWriteTimeout
+	// ErrSlowConsumer closes a connection whose pending output would have
+	// passed its hard limit: the peer does not read fast enough.
+	ErrSlowConsumer = engine.ErrSlowConsumer
+	// ErrShutdown closes connections still open when Shutdown's deadline
+	// passes.
+	ErrShutdown = engine.ErrShutdown
+	// ErrUnsupported reports a model that this platform cannot run.
+	ErrUnsupported = engine.ErrUnsupported
+	// ErrUnknownModel reports a model name switchboard does not know.
+	ErrUnknownModel = errUnknownModel
+	// ErrProxyHeader closes a connection that did not start with a valid
+	// PROXY protocol header while the server expects one.
+	ErrProxyHeader = engine.ErrProxyHeader
+)

@@ -1,0 +1,93 @@
+package switchboard_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"switchboard"
+)
+
+// An upper-casing line server: the handler sees one decoded line at a time
+// and its replies are framed the same way.
+func Example() {
+	upper := switchboard.HandlerFunc(func(c switchboard.Conn, msg []byte) {
+		c.Write([]byte(strings.ToUpper(string(msg))))
+	})
+	srv, err := switchboard.NewServer(upper,
+		switchboard.WithModel("goroutine"),
+		switchboard.WithFraming("line", 4096),
+		switchboard.WithIdleTimeout(time.Minute))
+	if err != nil {
+		panic(err)
+	}
+	lns, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go srv.Serve(lns...)
+
+	c, err := net.Dial("tcp", lns[0].Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprint(c, "hello\r\nswitchboard\n")
+	r := bufio.NewReader(c)
+	for range 2 {
+		line, _ := r.ReadString('\n')
+		fmt.Print(line)
+	}
+	c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	// Output:
+	// HELLO
+	// SWITCHBOARD
+}
+
+// A handler with per-connection state and a greeting, written once for
+// every model.
+type counter struct {
+	switchboard.BaseHandler
+}
+
+func (counter) OnOpen(c switchboard.Conn) {
+	n := 0
+	c.SetContext(&n)
+	c.Write([]byte("ready"))
+}
+
+func (counter) OnMessage(c switchboard.Conn, msg []byte) {
+	n := c.Context().(*int)
+	*n++
+	c.Write(fmt.Appendf(nil, "%d: %s", *n, msg))
+}
+
+func ExampleBaseHandler() {
+	for _, model := range []string{"blocking", "goroutine"} {
+		srv, _ := switchboard.NewServer(counter{}, switchboard.WithModel(model), switchboard.WithFraming("line", 0))
+		lns, _ := srv.Listen("127.0.0.1:0")
+		go srv.Serve(lns...)
+		c, _ := net.Dial("tcp", lns[0].Addr().String())
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "a\nb\n")
+		for range 3 {
+			line, _ := r.ReadString('\n')
+			fmt.Print(model, " ", line)
+		}
+		c.Close()
+		srv.Shutdown(context.Background())
+	}
+	// Output:
+	// blocking ready
+	// blocking 1: a
+	// blocking 2: b
+	// goroutine ready
+	// goroutine 1: a
+	// goroutine 2: b
+}

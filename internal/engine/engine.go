@@ -1,0 +1,208 @@
+// Package engine holds the contract between the public switchboard package
+// and the I/O models that run its handlers. Engines (internal/stream,
+// internal/reactor) import this package and never the public one, so the
+// public API can change shape without touching an event loop.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"switchboard/framing"
+	"switchboard/internal/proxyproto"
+)
+
+// Conn is the engine's view of one connection as a handler sees it. The
+// public switchboard.Conn has the same method set.
+type Conn interface {
+	// Write frames msg with the server's codec and queues it. It never
+	// blocks on the peer; msg may be reused as soon as Write returns. It is
+	// safe from any goroutine.
+	Write(msg []byte) error
+	// Close flushes nothing more and closes the connection. OnClose follows
+	// with a nil error.
+	Close() error
+	// CloseWrite sends the queued output, then shuts down the write half.
+	CloseWrite() error
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+	// Context returns the value last stored with SetContext.
+	Context() any
+	SetContext(v any)
+}
+
+// Handler receives a connection's events. Calls for one connection never
+// overlap; calls for different connections may run concurrently.
+type Handler interface {
+	OnOpen(c Conn)
+	// OnMessage gets one decoded frame. msg is valid only until OnMessage
+	// returns: engines decode in place from their read buffer.
+	OnMessage(c Conn, msg []byte)
+	// OnClose is called once, last. err is nil for an orderly close (the
+	// peer closed, or the handler called Close) and says why otherwise.
+	OnClose(c Conn, err error)
+}
+
+// Engine runs a Handler over listeners.
+type Engine interface {
+	// Serve accepts on every listener until Shutdown or Close, then
+	// returns ErrServerClosed. The engine owns the listeners.
+	Serve(lns ...net.Listener) error
+	// Shutdown stops accepting, lets complete messages already received be
+	// handled and their replies flushed, and closes each connection once its
+	// output is sent. Connections still open at ctx's deadline are closed and
+	// ctx.Err() is returned.
+	Shutdown(ctx context.Context) error
+	// Close closes the listeners and every connection at once.
+	Close() error
+}
+
+// Constructor builds an engine for a model.
+type Constructor func(cfg Config, h Handler) (Engine, error)
+
+// Sentinel errors shared by every engine; the public package re-exports them.
+var (
+	ErrServerClosed = errors.New("switchboard: server closed")
+	ErrConnClosed   = errors.New("switchboard: connection closed")
+	ErrIdleTimeout  = errors.New("switchboard: idle timeout")
+	ErrWriteTimeout = errors.New("switchboard: write timeout: pending output did not drain")
+	// ErrSlowConsumer: a Write would have pushed the connection's pending
+	// output past its hard limit; the connection is closed with this reason.
+	ErrSlowConsumer = errors.New("switchboard: pending output limit exceeded")
+	ErrShutdown     = errors.New("switchboard: server shutting down")
+	ErrTooManyConns = errors.New("switchboard: connection limit reached")
+	// ErrUnsupported: the model cannot run on this platform or with this
+	// configuration.
+	ErrUnsupported = errors.New("switchboard: unsupported")
+)
+
+// Config is everything an engine needs besides the handler. Zero values are
+// replaced by Normalize.
+type Config struct {
+	Codec framing.Codec
+	// MaxPending is the high-water mark of queued output per connection:
+	// above it the engine stops reading that connection until the queue is
+	// below LowWater.
+	MaxPending int
+	// IdleTimeout closes a connection that has received nothing for this
+	// long (0: never).
+	IdleTimeout time.Duration
+	// WriteTimeout closes a connection whose pending output made no progress
+	// for this long (0: never).
+	WriteTimeout time.Duration
+	// MaxConns caps open connections; 0 means the descriptor limit alone.
+	MaxConns int
+	// Loops is the number of event loops (reactor models only).
+	Loops int
+	// ReusePort asks for one listening socket per loop.
+	ReusePort bool
+	// NoDelay sets TCP_NODELAY on accepted TCP connections.
+	NoDelay bool
+	// KeepAlive is the TCP keepalive period; negative disables it.
+	KeepAlive time.Duration
+	// ProxyProtocol expects a PROXY v1 or v2 header first on every
+	// connection and reports the address it carries as RemoteAddr.
+	ProxyProtocol bool
+	Logger        *slog.Logger
+	Stats         *Stats
+}
+
+// DefaultMaxPending is the default high-water mark of queued output.
+const DefaultMaxPending = 4 << 20
+
+// ReadBufferSize is the size engines read into per syscall.
+const ReadBufferSize = 64 << 10
+
+// Normalize fills defaults in place and returns cfg for chaining.
+func (cfg *Config) Normalize() *Config {
+	if cfg.Codec == nil {
+		cfg.Codec = rawCodec{}
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = new(Stats)
+	}
+	return cfg
+}
+
+// LowWater is where reading resumes after a pause: half the high-water mark.
+func (cfg *Config) LowWater() int { return cfg.MaxPending / 2 }
+
+// WriteLimit is the hard cap on pending output. Reading pauses at
+// MaxPending, but one read already taken in can still produce replies (an
+// echo of a whole read buffer, or of one maximum-size frame), so the cap
+// leaves room for that; only output a handler produces unprompted (a
+// broadcast to a consumer that does not read) can reach it.
+func (cfg *Config) WriteLimit() int {
+	slack := cfg.MaxPending
+	if one := cfg.Codec.MaxFrame() + cfg.Codec.Overhead() + ReadBufferSize; one > slack {
+		slack = one
+	}
+	return cfg.MaxPending + slack
+}
+
+// Stats are the server's counters, updated atomically by the engines.
+type Stats struct {
+	Accepted       atomic.Int64 // connections accepted and handed to the handler
+	Rejected       atomic.Int64 // connections closed at accept (limits)
+	Active         atomic.Int64 // connections open now
+	AcceptErrors   atomic.Int64 // temporary accept failures (EMFILE, ...)
+	ProtocolErrors atomic.Int64 // connections closed for a framing or PROXY error
+	Timeouts       atomic.Int64 // connections closed by the idle or write timeout
+	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
+	BytesIn        atomic.Int64
+	BytesOut       atomic.Int64
+}
+
+// rawCodec is the fallback when no codec is configured: one read, one
+// message. It lives here so engines need nothing else to run.
+type rawCodec struct{}
+
+func (rawCodec) Decode(buf []byte, atEOF bool) ([]byte, int, error) {
+	if len(buf) == 0 {
+		return nil, 0, nil
+	}
+	return buf, len(buf), nil
+}
+func (rawCodec) Append(dst, msg []byte) ([]byte, error) { return append(dst, msg...), nil }
+func (rawCodec) Overhead() int                          { return 0 }
+func (rawCodec) MaxFrame() int                          { return framing.DefaultMaxFrame }
+func (rawCodec) String() string                         { return "raw" }
+
+// CountClose adds a connection closed for err to the matching counter.
+func (s *Stats) CountClose(err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrWriteTimeout):
+		s.Timeouts.Add(1)
+	case errors.Is(err, ErrSlowConsumer):
+		s.SlowConsumers.Add(1)
+	case IsProtocolError(err):
+		s.ProtocolErrors.Add(1)
+	}
+}
+
+// IsProtocolError reports whether err came from the peer breaking the wire
+// format (framing or PROXY header).
+func IsProtocolError(err error) bool {
+	return errors.Is(err, framing.ErrFrameTooLarge) || errors.Is(err, framing.ErrMalformed) ||
+		errors.Is(err, framing.ErrUnknownType) || errors.Is(err, framing.ErrTruncated) ||
+		errors.Is(err, ErrProxyHeader)
+}
+
+// ErrProxyHeader: a connection did not begin with a valid PROXY header
+// while the server expects one. It is the parser's own sentinel, so its
+// detailed errors match with errors.Is.
+var ErrProxyHeader = proxyproto.ErrBadHeader

@@ -1,0 +1,404 @@
+// Package switchboard is a TCP server library with several I/O models
+// behind one handler interface.
+//
+// A Handler written once runs unchanged on every model: "blocking" (one
+// connection at a time, as in the simplest socket tutorial), "goroutine"
+// (one goroutine per connection on Go's net package), and the event-loop
+// models "select", "poll", "epoll" (Linux) and "kqueue" (BSD, macOS).
+// Messages reach the handler already framed by a codec from the framing
+// package; output is queued per connection and bounded, so a peer that
+// stops reading pauses its own input instead of growing server memory; idle
+// and write timeouts close dead peers; Shutdown drains like
+// http.Server.Shutdown.
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"switchboard/framing"
+	"switchboard/internal/engine"
+	"switchboard/internal/stream"
+)
+
+// Model names.
+const (
+	ModelAuto      = "auto"
+	ModelBlocking  = "blocking"
+	ModelGoroutine = "goroutine"
+	ModelSelect    = "select"
+	ModelPoll      = "poll"
+	ModelEpoll     = "epoll"
+	ModelKqueue    = "kqueue"
+)
+
+var errUnknownModel = errors.New("switchboard: unknown model")
+
+// modelOrder is the canonical listing order, simplest design first.
+var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue}
+
+var (
+	modelsMu sync.RWMutex
+	models   = map[string]engine.Constructor{}
+)
+
+// registerModel makes an engine available under name. Engines register from
+// init functions in build-tagged files, so a build only lists the models its
+// platform can run.
+func registerModel(name string, ctor engine.Constructor) {
+	modelsMu.Lock()
+	defer modelsMu.Unlock()
+	models[name] = ctor
+}
+
+func init() {
+	registerModel(ModelBlocking, stream.NewBlocking)
+	registerModel(ModelGoroutine, stream.NewGoroutine)
+}
+
+// Models lists the models this build can run, simplest first. "auto" is not
+// listed: it names one of these.
+func Models() []string {
+	modelsMu.RLock()
+	defer modelsMu.RUnlock()
+	var out []string
+	for _, m := range modelOrder {
+		if models[m] != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ResolveModel maps "auto" (or "") to the platform's best model: epoll on
+// Linux, kqueue on BSD and macOS, goroutine elsewhere. Other names are
+// checked against Models.
+func ResolveModel(name string) (string, error) {
+	modelsMu.RLock()
+	defer modelsMu.RUnlock()
+	if name == "" || name == ModelAuto {
+		for _, m := range []string{ModelEpoll, ModelKqueue} {
+			if models[m] != nil {
+				return m, nil
+			}
+		}
+		return ModelGoroutine, nil
+	}
+	if models[name] == nil {
+		if slices.Contains(modelOrder, name) {
+			return "", fmt.Errorf("%w: model %q on %s", ErrUnsupported, name, runtime.GOOS)
+		}
+		return "", fmt.Errorf("%w %q (want auto or one of %v)", errUnknownModel, name, modelOrder)
+	}
+	return name, nil
+}
+
+// Server runs a Handler on one I/O model. Configure it with options to
+// NewServer; the zero Server is not usable.
+type Server struct {
+	handler Handler
+	model   string
+	cfg     engine.Config
+
+	mu       sync.Mutex
+	eng      engine.Engine
+	lns      []net.Listener
+	closed   bool
+	stats    engine.Stats
+}
+
+// Option configures a Server.
+type Option func(*Server) error
+
+// NewServer returns a server for h. Defaults: model auto, raw framing with
+// a 1 MiB maximum frame, 4 MiB of pending output per connection, a 60 s
+// write timeout, no idle timeout, GOMAXPROCS event loops, TCP_NODELAY on,
+// TCP keepalive every 15 s, no connection limit.
+func NewServer(h Handler, opts ...Option) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("switchboard: nil handler")
+	}
+	s := &Server{
+		handler: h,
+		model:   ModelAuto,
+		cfg: engine.Config{
+			MaxPending:   engine.DefaultMaxPending,
+			WriteTimeout: 60 * time.Second,
+			Loops:        runtime.GOMAXPROCS(0),
+			NoDelay:      true,
+			KeepAlive:    15 * time.Second,
+		},
+	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	m, err := ResolveModel(s.model)
+	if err != nil {
+		return nil, err
+	}
+	s.model = m
+	if s.cfg.Logger == nil {
+		s.cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s.cfg.Stats = &s.stats
+	s.cfg.Normalize()
+	return s, nil
+}
+
+// WithModel picks the I/O model by name (see Models and ResolveModel).
+func WithModel(name string) Option {
+	return func(s *Server) error { s.model = name; return nil }
+}
+
+// WithCodec sets the framing codec; its MaxFrame is the server's maximum
+// frame size.
+func WithCodec(c framing.Codec) Option {
+	return func(s *Server) error {
+		if c == nil {
+			return errors.New("switchboard: nil codec")
+		}
+		s.cfg.Codec = c
+		return nil
+	}
+}
+
+// WithFraming parses a framing spec ("line", "len:4", ...) with the given
+// maximum frame size (0: framing.DefaultMaxFrame) and uses it.
+func WithFraming(spec string, maxFrame int) Option {
+	return func(s *Server) error {
+		c, err := framing.Parse(spec, maxFrame)
+		if err != nil {
+			return err
+		}
+		s.cfg.Codec = c
+		return nil
+	}
+}
+
+// WithMaxPending sets the per-connection high-water mark of queued output:
+// above it the server stops reading that connection until half of it has
+// drained.
+func WithMaxPending(n int) Option {
+	return func(s *Server) error {
+		if n <= 0 {
+			return fmt.Errorf("switchboard: max pending must be positive, got %d", n)
+		}
+		s.cfg.MaxPending = n
+		return nil
+	}
+}
+
+// WithIdleTimeout closes connections that receive nothing for d (0: off).
+func WithIdleTimeout(d time.Duration) Option {
+	return func(s *Server) error { s.cfg.IdleTimeout = max(d, 0); return nil }
+}
+
+// WithWriteTimeout closes connections whose pending output makes no
+// progress for d (0: off).
+func WithWriteTimeout(d time.Duration) Option {
+	return func(s *Server) error { s.cfg.WriteTimeout = max(d, 0); return nil }
+}
+
+// WithMaxConns caps open connections; connections over it are closed at
+// accept and counted as rejected. 0 means no cap beyond the descriptor
+// limit.
+func WithMaxConns(n int) Option {
+	return func(s *Server) error { s.cfg.MaxConns = max(n, 0); return nil }
+}
+
+// WithLoops sets the number of event loops of the reactor models.
+func WithLoops(n int) Option {
+	return func(s *Server) error {
+		if n > 0 {
+			s.cfg.Loops = n
+		}
+		return nil
+	}
+}
+
+// WithReusePort makes ListenAndServe open one SO_REUSEPORT listening
+// socket per loop, so the kernel spreads connections over them.
+func WithReusePort(on bool) Option {
+	return func(s *Server) error { s.cfg.ReusePort = on; return nil }
+}
+
+// WithNoDelay sets TCP_NODELAY on accepted connections (default on).
+func WithNoDelay(on bool) Option {
+	return func(s *Server) error { s.cfg.NoDelay = on; return nil }
+}
+
+// WithKeepAlive sets the TCP keepalive period; d < 0 turns keepalive off.
+func WithKeepAlive(d time.Duration) Option {
+	return func(s *Server) error { s.cfg.KeepAlive = d; return nil }
+}
+
+// WithProxyProtocol expects a PROXY protocol v1 or v2 header at the start
+// of every connection, as sent by HAProxy and other L4 load balancers, and
+// reports the client address it carries as Conn.RemoteAddr.
+func WithProxyProtocol(on bool) Option {
+	return func(s *Server) error { s.cfg.ProxyProtocol = on; return nil }
+}
+
+// WithLogger sets the logger for connection errors and lifecycle events.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Server) error { s.cfg.Logger = l; return nil }
+}
+
+// Model returns the resolved model name.
+func (s *Server) Model() string { return s.model }
+
+// Codec returns the framing codec in use.
+func (s *Server) Codec() framing.Codec { return s.cfg.Codec }
+
+// Loops returns the configured number of event loops.
+func (s *Server) Loops() int { return s.cfg.Loops }
+
+// Serve accepts connections on the listeners until Shutdown or Close and
+// then returns ErrServerClosed. The server owns the listeners and closes
+// them.
+func (s *Server) Serve(lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("switchboard: Serve needs a listener")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return ErrServerClosed
+	}
+	if s.eng != nil {
+		s.mu.Unlock()
+		return errors.New("switchboard: server already serving")
+	}
+	modelsMu.RLock()
+	ctor := models[s.model]
+	modelsMu.RUnlock()
+	eng, err := ctor(s.cfg, adapter{s.handler})
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.eng = eng
+	s.lns = lns
+	s.mu.Unlock()
+	return eng.Serve(lns...)
+}
+
+// ListenAndServe listens on addr ("host:port", "[::1]:port" or
+// "unix:/path") and serves. With WithReusePort it opens one listener per
+// loop.
+func (s *Server) ListenAndServe(addr string) error {
+	lns, err := s.Listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(lns...)
+}
+
+// Listen opens the listeners ListenAndServe would use, so a caller can learn
+// the bound address (port 0) before calling Serve.
+func (s *Server) Listen(addr string) ([]net.Listener, error) {
+	n := 1
+	if s.cfg.ReusePort {
+		n = s.cfg.Loops
+		if s.model == ModelBlocking || s.model == ModelGoroutine {
+			n = runtime.GOMAXPROCS(0)
+		}
+	}
+	first, err := Listen(addr, s.cfg.ReusePort)
+	if err != nil {
+		return nil, err
+	}
+	lns := []net.Listener{first}
+	// Later sockets bind the port the first one got, which matters for ":0".
+	for i := 1; i < n; i++ {
+		ln, err := Listen(first.Addr().String(), true)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Addr returns the address of the first listener once Serve has started,
+// or nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lns) == 0 {
+		return nil
+	}
+	return s.lns[0].Addr()
+}
+
+// Shutdown stops accepting, lets messages already received be handled and
+// their replies sent, and closes each connection once its output has gone.
+// If ctx ends first, the remaining connections are closed and ctx's error
+// is returned. Serve returns ErrServerClosed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	eng := s.stop()
+	if eng == nil {
+		return nil
+	}
+	return eng.Shutdown(ctx)
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	eng := s.stop()
+	if eng == nil {
+		return nil
+	}
+	return eng.Close()
+}
+
+func (s *Server) stop() engine.Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.eng
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Accepted       int64 // connections accepted
+	Rejected       int64 // connections closed at accept by a limit
+	Active         int64 // connections open now
+	AcceptErrors   int64 // temporary accept failures (EMFILE, ENFILE, ...)
+	ProtocolErrors int64 // connections closed for a framing or PROXY error
+	Timeouts       int64 // connections closed by the idle or write timeout
+	SlowConsumers  int64 // connections closed for not reading their output
+	BytesIn        int64
+	BytesOut       int64
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	return Stats{
+		Accepted:       st.Accepted.Load(),
+		Rejected:       st.Rejected.Load(),
+		Active:         st.Active.Load(),
+		AcceptErrors:   st.AcceptErrors.Load(),
+		ProtocolErrors: st.ProtocolErrors.Load(),
+		Timeouts:       st.Timeouts.Load(),
+		SlowConsumers:  st.SlowConsumers.Load(),
+		BytesIn:        st.BytesIn.Load(),
+		BytesOut:       st.BytesOut.Load(),
+	}
+}
