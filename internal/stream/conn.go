@@ -160,6 +160,7 @@ func (c *conn) flushOwned() {
 		c.mu.Lock()
 		if err != nil {
 			c.flushing = false
+			c.cond.Broadcast()
 			c.mu.Unlock()
 			c.closeWith(err)
 			return
