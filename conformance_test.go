@@ -56,6 +56,9 @@ var conformanceCases = []struct {
 	{"UnixSocket", testUnixSocket, false},
 	{"IPv6", testIPv6, false},
 	{"HandlerEvents", testHandlerEvents, false},
+	{"WriteTimeout", testWriteTimeout, false},
+	{"PeerReset", testPeerReset, false},
+	{"ProxyProtocol", testProxyProtocol, false},
 }
 
 func TestConformance(t *testing.T) {
@@ -803,5 +806,94 @@ func testHandlerEvents(t *testing.T, model string) {
 	want := []string{"open", "msg:one:state", "msg:bye:state", "close:<nil>"}
 	if fmt.Sprint(h.events) != fmt.Sprint(want) {
 		t.Fatalf("events %q, want %q", h.events, want)
+	}
+}
+
+func testWriteTimeout(t *testing.T, model string) {
+	rec := newCloseRecorder()
+	srv, addr := start(t, model, rec,
+		switchboard.WithWriteTimeout(300*time.Millisecond), switchboard.WithMaxPending(64<<10))
+	c := dial(t, addr)
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// Far more than the socket buffers hold; the echo is never read.
+	go c.Write(make([]byte, 64<<20))
+	if err := rec.waitClose(t); !errors.Is(err, switchboard.ErrWriteTimeout) {
+		t.Fatalf("OnClose err = %v, want ErrWriteTimeout", err)
+	}
+	if n := srv.Stats().Timeouts; n != 1 {
+		t.Fatalf("Timeouts = %d, want 1", n)
+	}
+}
+
+func testPeerReset(t *testing.T, model string) {
+	rec := newCloseRecorder()
+	srv, addr := start(t, model, rec)
+	c := dial(t, addr)
+	c.Write([]byte("ping"))
+	io.ReadFull(c, make([]byte, 4))
+	// Vanish with a reset instead of a FIN.
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	rec.waitClose(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Active != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := srv.Stats().Active; n != 0 {
+		t.Fatalf("Active = %d after the peer reset", n)
+	}
+	// The server carries on.
+	if err := streamOnce(addr, 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addrEcho replies with the remote address the server sees.
+type addrEcho struct{ switchboard.BaseHandler }
+
+func (addrEcho) OnMessage(c switchboard.Conn, msg []byte) {
+	c.Write([]byte(c.RemoteAddr().String() + " " + string(msg)))
+}
+
+func testProxyProtocol(t *testing.T, model string) {
+	srv, addr := start(t, model, addrEcho{}, switchboard.WithProxyProtocol(true), switchboard.WithFraming("line", 0))
+	c := dial(t, addr)
+	// The header and the first message may share a segment.
+	c.Write([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 4242 8888\r\nhello\n"))
+	line := make([]byte, len("203.0.113.7:4242 hello\n"))
+	if _, err := io.ReadFull(c, line); err != nil || string(line) != "203.0.113.7:4242 hello\n" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+	c.Close() // the blocking model serves one connection at a time
+	// v2, binary, IPv6.
+	v2 := []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x21\x00\x24")
+	v2 = append(v2, net.ParseIP("2001:db8::1")...)
+	v2 = append(v2, net.ParseIP("2001:db8::2")...)
+	v2 = append(v2, 0x10, 0x92, 0x22, 0xb8)
+	c2 := dial(t, addr)
+	c2.Write(append(v2, "hi\n"...))
+	want := "[2001:db8::1]:4242 hi\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c2, got); err != nil || string(got) != want {
+		t.Fatalf("v2: got %q, %v", got, err)
+	}
+	c2.Close()
+	// No header: refused as a protocol error, other connections unharmed.
+	bad := dial(t, addr)
+	bad.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	expectClosed(t, bad)
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().ProtocolErrors == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := srv.Stats().ProtocolErrors; n != 1 {
+		t.Fatalf("ProtocolErrors = %d, want 1", n)
+	}
+	c3 := dial(t, addr)
+	c3.Write([]byte("PROXY UNKNOWN\r\nagain\n"))
+	want = c3.LocalAddr().String() + " again\n"
+	got = make([]byte, len(want))
+	if _, err := io.ReadFull(c3, got); err != nil || string(got) != want {
+		t.Fatalf("UNKNOWN keeps the socket's address: got %q, %v", got, err)
 	}
 }
