@@ -26,6 +26,7 @@ type conn struct {
 	s      *server
 	nc     net.Conn
 	remote net.Addr
+	opened bool // OnOpen was called; only the reader goroutine touches it
 
 	mu         sync.Mutex
 	cond       sync.Cond // signalled when pending output shrinks or the conn closes
@@ -100,7 +101,9 @@ func (c *conn) CloseWrite() error {
 }
 
 func (c *conn) Close() error {
-	c.closeWith(nil)
+	if !c.closeWith(nil) {
+		return engine.ErrConnClosed
+	}
 	return nil
 }
 
@@ -203,18 +206,20 @@ func (c *conn) writeAll(buf []byte) error {
 	return nil
 }
 
-// closeWith closes the socket once; the reader reports err to OnClose.
-func (c *conn) closeWith(err error) {
+// closeWith closes the socket once, reporting whether this call did; the
+// reader reports err to OnClose.
+func (c *conn) closeWith(err error) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
 	c.closeErr = err
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.nc.Close()
+	return true
 }
 
 // interruptRead wakes a reader blocked in Read so it can drain.
@@ -262,7 +267,11 @@ func (c *conn) serve() {
 	c.mu.Unlock()
 	c.s.cfg.Stats.CountClose(err)
 	logClose(c.s.cfg.Logger, c, err)
-	c.s.h.OnClose(c, err)
+	if c.opened {
+		// A connection refused before OnOpen (a bad PROXY header) never
+		// reached the handler, so it hears nothing of its end either.
+		c.s.h.OnClose(c, err)
+	}
 	c.s.untrack(c)
 }
 
@@ -278,6 +287,7 @@ func (c *conn) run() error {
 			return err
 		}
 	}
+	c.opened = true
 	c.setDispatch(true)
 	c.s.h.OnOpen(c)
 	c.setDispatch(false)

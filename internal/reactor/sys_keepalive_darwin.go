@@ -1,0 +1,16 @@
+package reactor
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setKeepAlive turns on TCP keepalive probes after d of silence, then every
+// d. macOS names the idle time TCP_KEEPALIVE.
+func setKeepAlive(fd int, d time.Duration) {
+	secs := max(int((d+time.Second-1)/time.Second), 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE, secs)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs)
+}

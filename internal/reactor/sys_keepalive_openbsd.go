@@ -1,0 +1,13 @@
+package reactor
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setKeepAlive turns on TCP keepalive. OpenBSD has no per-socket timing:
+// the probes follow the net.inet.tcp.keepidle and keepintvl sysctls.
+func setKeepAlive(fd int, _ time.Duration) {
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+}
