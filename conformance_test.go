@@ -148,13 +148,6 @@ func writeSplit(w io.Writer, b []byte, r *rand.Rand) error {
 	return nil
 }
 
-func halfClose(t *testing.T, c net.Conn) {
-	t.Helper()
-	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func testStreamManyConns(t *testing.T, model string) {
 	_, addr := start(t, model, echo)
 	const conns = 200

@@ -90,6 +90,6 @@ func (HandlerFunc) OnClose(Conn, error) {}
 // conversion is an interface-to-interface assignment, with no allocation.
 type adapter struct{ h Handler }
 
-func (a adapter) OnOpen(c engine.Conn)                 { a.h.OnOpen(c) }
-func (a adapter) OnMessage(c engine.Conn, msg []byte)  { a.h.OnMessage(c, msg) }
-func (a adapter) OnClose(c engine.Conn, err error)     { a.h.OnClose(c, err) }
+func (a adapter) OnOpen(c engine.Conn)                { a.h.OnOpen(c) }
+func (a adapter) OnMessage(c engine.Conn, msg []byte) { a.h.OnMessage(c, msg) }
+func (a adapter) OnClose(c engine.Conn, err error)    { a.h.OnClose(c, err) }

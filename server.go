@@ -107,11 +107,11 @@ type Server struct {
 	model   string
 	cfg     engine.Config
 
-	mu       sync.Mutex
-	eng      engine.Engine
-	lns      []net.Listener
-	closed   bool
-	stats    engine.Stats
+	mu     sync.Mutex
+	eng    engine.Engine
+	lns    []net.Listener
+	closed bool
+	stats  engine.Stats
 }
 
 // Option configures a Server.

@@ -70,9 +70,6 @@ type Poller interface {
 // beyond what the backend can watch: FD_SETSIZE for select.
 var ErrFdTooLarge = errors.New("poller: descriptor number too large for backend")
 
-// errClosed is returned by methods called after Close.
-var errClosed = errors.New("poller: closed")
-
 // backends maps a name to a constructor. Backend files register from init,
 // under build tags, so the map lists exactly what this platform can run.
 var backends = map[string]func() (Poller, error){}

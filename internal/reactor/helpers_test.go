@@ -5,7 +5,6 @@ package reactor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -213,7 +212,7 @@ func backends(t *testing.T, names ...string) []string {
 		}
 	}
 	if len(out) == 0 {
-		t.Skip(fmt.Sprintf("none of %v on this platform", names))
+		t.Skipf("none of %v on this platform", names)
 	}
 	return out
 }
