@@ -1,0 +1,49 @@
+package loadgen
+
+import (
+	"testing"
+
+	"switchboard/framing"
+)
+
+// TestNoAllocsPerMessage: framing a message and verifying its echo, the
+// work done for every message, allocate nothing, so a long run puts no
+// load on the garbage collector of the load generator.
+func TestNoAllocsPerMessage(t *testing.T) {
+	for _, spec := range []string{"raw", "line", "len:4", "typed:a=63"} {
+		codec, err := framing.Parse(spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := validate(Config{Addr: "127.0.0.1:1", Conns: 1, Size: 64, Pipeline: 4, Duration: 1, Codec: codec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFlow(c.proto, 3, 4)
+		st := newStats()
+		out := make([]byte, 0, 4096)
+		// Warm up the buffers that grow once.
+		for i := 0; i < 8; i++ {
+			out = f.appendNext(out[:0], 10, true)
+			if err := f.consume(out, st, 20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		allocs := testing.AllocsPerRun(1000, func() {
+			out = f.appendNext(out[:0], 10, true)
+			// Deliver the echo in two pieces, as TCP may.
+			if err := f.consume(out[:10], st, 20); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.consume(out[10:], st, 30); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per message", spec, allocs)
+		}
+		if st.mismatches != 0 {
+			t.Errorf("%s: %d mismatches", spec, st.mismatches)
+		}
+	}
+}

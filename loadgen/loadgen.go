@@ -1,0 +1,685 @@
+// Package loadgen is a verifying load generator for message-oriented TCP
+// servers: the engine behind "switchboard bench" and "switchboard compare".
+//
+// Run opens Config.Conns connections at a bounded connect rate, keeps
+// Config.Pipeline messages of Config.Size bytes in flight on each, and
+// checks every byte that comes back against what was sent. Payloads are
+// windows of one seeded pseudo-random pattern chosen by connection and
+// sequence number, so the check needs no stored copy of what was sent, and
+// a reply that comes back corrupted, reordered or belonging to another
+// connection does not match. A mismatch is counted and reported, never
+// ignored.
+//
+// Two loads are offered. Closed loop (Rate 0) sends the next message as
+// soon as a reply frees a pipeline slot: the server's full speed. Open loop
+// (Rate > 0) sends on a fixed schedule and measures each message's latency
+// from the time it was meant to be sent, not from when it went out, so a
+// stalled server cannot hide its stall by holding the load back
+// ("coordinated omission"; the method of wrk2).
+//
+// Latencies go into one HDR histogram per worker, merged at the end. A
+// warm-up period is run first and left out of every figure. With
+// Config.ServerPID the server's CPU time over the measured window (utime +
+// stime from /proc) is reported per message, next to the load generator's
+// own CPU use: on a shared machine, CPU per message is the figure that
+// compares servers, and when the load generator's own CPU is saturated the
+// Result says so, because then it, not the server, set the pace.
+//
+// On Linux the connections are driven by a few OS threads, each locked to
+// its goroutine and running one epoll loop over many non-blocking sockets:
+// far less CPU per message than a goroutine per connection, which matters
+// when load generator and server share a small machine. Elsewhere (and on
+// request) a portable driver runs two goroutines per connection over
+// net.Conn.
+package loadgen
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"switchboard/framing"
+	"switchboard/internal/netaddr"
+)
+
+// Expect says what a reply is.
+type Expect string
+
+const (
+	// ExpectEcho: each reply is the message sent, byte for byte, and is
+	// verified.
+	ExpectEcho Expect = "echo"
+	// ExpectAny: each request gets one framed reply whose content is not
+	// checked (a line-protocol server such as redis-server answering PING
+	// with +PONG). It needs a framing that delimits replies, not raw.
+	ExpectAny Expect = "any"
+)
+
+// Driver names.
+const (
+	// DriverAuto picks DriverEpoll on Linux and DriverGoroutine elsewhere.
+	DriverAuto = "auto"
+	// DriverEpoll runs a few locked OS threads, each an epoll loop over
+	// many non-blocking sockets (Linux only).
+	DriverEpoll = "epoll"
+	// DriverGoroutine runs a reader and a writer goroutine per connection
+	// over net.Conn (every platform).
+	DriverGoroutine = "goroutine"
+)
+
+// Defaults applied by Run to zero fields of Config.
+const (
+	DefaultSize           = 64
+	DefaultConnectRate    = 2000 // connections per second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultDrainTimeout   = 5 * time.Second
+	// MaxSourceIPs is the most 127.0.0.x source addresses SourceIPs can
+	// spread over (127.0.0.1 to 127.0.0.254).
+	MaxSourceIPs = 254
+)
+
+// ErrConfig is wrapped by every error Run returns for a Config it cannot
+// run, so a command line can tell a usage error from a failed run.
+var ErrConfig = errors.New("loadgen: bad config")
+
+// Config describes one load test. The zero value of every field but Addr
+// and one of Duration or Requests is usable.
+type Config struct {
+	// Addr is the server: "host:port", "[::1]:port" or "unix:/path".
+	Addr string
+	// Conns is the number of active connections; Idle more are opened and
+	// held without traffic (to measure what idle connections cost a
+	// server). Both may be zero, not together.
+	Conns int
+	Idle  int
+	// Size is the message payload size in bytes (default 64). For a typed
+	// framing it includes the type byte and must match one of its types.
+	Size int
+	// Payload, when set, is sent as every message instead of generated
+	// data (Size is then len(Payload)); with ExpectEcho each reply is
+	// compared with it.
+	Payload []byte
+	// Pipeline is the number of messages in flight per connection
+	// (default 1).
+	Pipeline int
+	// Rate is the total messages per second, spread evenly over the
+	// connections on a fixed schedule (open loop); 0 sends as fast as
+	// replies come back (closed loop).
+	Rate float64
+	// Duration is how long to measure after Warmup; Requests is how many
+	// messages to measure. With both, the first reached ends the run; at
+	// least one must be set.
+	Duration time.Duration
+	Requests int64
+	// Warmup runs the load for this long before measuring; nothing of it
+	// enters the figures.
+	Warmup time.Duration
+	// Codec frames the messages (nil: raw, a byte stream in which each
+	// reply is recognised by its length).
+	Codec framing.Codec
+	// Expect is ExpectEcho (default) or ExpectAny.
+	Expect Expect
+	// SourceIPs spreads the connections over the source addresses
+	// 127.0.0.1 to 127.0.0.N (IP_BIND_ADDRESS_NO_PORT keeps the port free
+	// until connect), so more connections than one source address's
+	// ~28,000 ephemeral ports can reach a loopback server. 0 lets the
+	// kernel choose. Only for an IPv4 loopback Addr.
+	SourceIPs int
+	// ConnectRate bounds new connections per second (default 2000), so
+	// the server's listen backlog is not overrun.
+	ConnectRate float64
+	// ConnectTimeout fails a connection that has not completed within it
+	// (default 10 s).
+	ConnectTimeout time.Duration
+	// DrainTimeout is how long to wait for the replies still in flight
+	// when sending stops (default 5 s); those that do not come are counted
+	// as unanswered errors.
+	DrainTimeout time.Duration
+	// Workers is the number of epoll threads (default: one per CPU this
+	// process may run on, at most one per active connection).
+	Workers int
+	// Driver is DriverAuto (default), DriverEpoll or DriverGoroutine.
+	Driver string
+	// ServerPID, when non-zero, is the server process whose CPU time and
+	// resident memory are reported (Linux /proc).
+	ServerPID int
+	// Counters, when set, is called at the start and at the end of the
+	// measured window, and Result.Counters holds the change of each value
+	// it returns: counters the server exports itself (compare reads the
+	// Go runtime's allocation count of its servers this way).
+	Counters func() (map[string]float64, error)
+	// Progress, when set, is called every ProgressInterval (default
+	// 250 ms) from a goroutine of Run's own with the figures so far.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+}
+
+// Phase is the stage a run is in.
+type Phase string
+
+// The phases of a run, in order. The measure phase includes the wait for
+// the last replies after sending stops.
+const (
+	PhaseConnect Phase = "connect"
+	PhaseWarmup  Phase = "warmup"
+	PhaseMeasure Phase = "measure"
+	PhaseDone    Phase = "done"
+)
+
+// Progress is a snapshot handed to Config.Progress.
+type Progress struct {
+	Phase Phase
+	// Elapsed is the time since the phase began (for PhaseMeasure: since
+	// measuring began).
+	Elapsed time.Duration
+	// Connected counts connections established so far, of Conns+Idle.
+	Connected int64
+	// Replies counts replies received so far, warm-up included; Measured
+	// only those that enter the figures.
+	Replies  int64
+	Measured int64
+	// Errors counts connect and connection errors, Mismatches replies
+	// that differed from what was sent.
+	Errors     int64
+	Mismatches int64
+}
+
+// Latency summarises the measured latencies. Durations are nanoseconds in
+// JSON.
+type Latency struct {
+	Min    time.Duration `json:"min_ns"`
+	Mean   time.Duration `json:"mean_ns"`
+	StdDev time.Duration `json:"stddev_ns"`
+	P50    time.Duration `json:"p50_ns"`
+	P90    time.Duration `json:"p90_ns"`
+	P99    time.Duration `json:"p99_ns"`
+	P999   time.Duration `json:"p99_9_ns"`
+	Max    time.Duration `json:"max_ns"`
+}
+
+// Errors counts what went wrong. Any non-zero count fails a bench.
+type Errors struct {
+	// Connect counts connections that could not be established.
+	Connect int64 `json:"connect"`
+	// Conn counts established connections lost: closed or reset by the
+	// server, or sending bytes the codec rejects or nobody asked for.
+	Conn int64 `json:"conn"`
+	// Mismatches counts replies whose bytes differ from what was sent.
+	Mismatches int64 `json:"mismatches"`
+	// Unanswered counts messages whose reply had not come when the drain
+	// timeout ended the run.
+	Unanswered int64 `json:"unanswered"`
+	// First describes the first connect or connection error, FirstMismatch
+	// the first mismatch (connection, message, offset, bytes).
+	First         string `json:"first,omitempty"`
+	FirstMismatch string `json:"first_mismatch,omitempty"`
+}
+
+// Total is the sum of every count.
+func (e Errors) Total() int64 { return e.Connect + e.Conn + e.Mismatches + e.Unanswered }
+
+// ServerStats is what /proc says about the server over the measured window.
+type ServerStats struct {
+	PID int `json:"pid"`
+	// CPUSeconds is the server's user + system CPU time over the window;
+	// CPUPerMsg is that per measured message, in microseconds.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUPerMsg  float64 `json:"cpu_us_per_msg"`
+	// CPUs is the number of CPUs the server may run on (its affinity), and
+	// Utilization its CPU time over the window's wall time, divided by CPUs.
+	CPUs        int     `json:"cpus"`
+	Utilization float64 `json:"utilization"`
+	// RunQueueWait is how long the server's threads were ready to run but
+	// waited for a CPU during the window (Linux schedstat): the disturbance
+	// from other processes on a shared machine.
+	RunQueueWait time.Duration `json:"run_queue_wait_ns"`
+	// RSSBefore is the server's resident memory before any connection was
+	// opened, RSSConnected once every connection was up and the warm-up
+	// had run, RSSEnd at the end of the window, in bytes.
+	RSSBefore    int64 `json:"rss_before_bytes"`
+	RSSConnected int64 `json:"rss_connected_bytes"`
+	RSSEnd       int64 `json:"rss_end_bytes"`
+	// RSSPerConn is (RSSConnected - RSSBefore) / (Conns + Idle).
+	RSSPerConn float64 `json:"rss_per_conn_bytes"`
+}
+
+// LoadStats is the load generator's own CPU use over the measured window.
+type LoadStats struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUPerMsg  float64 `json:"cpu_us_per_msg"`
+	// CPUs is how many CPUs the load could use: the process's affinity,
+	// and no more than one per epoll worker thread.
+	CPUs        int     `json:"cpus"`
+	Utilization float64 `json:"utilization"`
+	// Saturated is set when Utilization reached SaturationThreshold: the
+	// load generator had no CPU to spare.
+	Saturated bool `json:"saturated"`
+	// RunQueueWait is how long the load generator's threads waited for a
+	// CPU during the window, as ServerStats.RunQueueWait.
+	RunQueueWait time.Duration `json:"run_queue_wait_ns"`
+}
+
+// SaturationThreshold is the CPU utilisation from which a process counts as
+// saturated.
+const SaturationThreshold = 0.9
+
+// Bottleneck values of Result.
+const (
+	BottleneckServer = "server"
+	BottleneckLoad   = "load generator"
+	BottleneckBoth   = "both"
+	// BottleneckLatency: neither side had its CPU full; the pipeline depth
+	// and the round trip limited throughput.
+	BottleneckLatency = "latency"
+	// BottleneckRate: open loop; the schedule set the pace.
+	BottleneckRate = "rate"
+	// BottleneckContention: the server or the load generator spent at
+	// least ContentionThreshold of the window waiting for a CPU that other
+	// processes held; the throughput says more about the machine than
+	// about the server (CPU per message still compares).
+	BottleneckContention = "contention"
+)
+
+// ContentionThreshold is the share of the window a process's threads may
+// wait for a CPU before the run counts as disturbed by other processes.
+const ContentionThreshold = 0.1
+
+// Result is every figure of a run. It marshals to JSON as is.
+type Result struct {
+	// The configuration run, defaults filled in. Workers counts the epoll
+	// driver's threads (0 for the goroutine driver, which runs two
+	// goroutines per connection).
+	Addr     string        `json:"addr"`
+	Driver   string        `json:"driver"`
+	Workers  int           `json:"workers"`
+	Conns    int           `json:"conns"`
+	Idle     int           `json:"idle"`
+	Size     int           `json:"size"`
+	Pipeline int           `json:"pipeline"`
+	Rate     float64       `json:"rate"`
+	Framing  string        `json:"framing"`
+	Expect   Expect        `json:"expect"`
+	Warmup   time.Duration `json:"warmup_ns"`
+	Duration time.Duration `json:"duration_ns"`
+	Requests int64         `json:"requests"`
+
+	// Connected is how many connections were established, ConnectTime how
+	// long that took.
+	Connected   int           `json:"connected"`
+	ConnectTime time.Duration `json:"connect_time_ns"`
+	// Elapsed is the measured window: from the end of the warm-up to the
+	// last measured reply.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// Messages is the number of measured replies (each one a full round
+	// trip); Bytes their payload bytes, counted once (sent and echoed
+	// back are the same bytes).
+	Messages   int64   `json:"messages"`
+	Bytes      int64   `json:"bytes"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	// MBPerSec is payload megabytes (10^6) per second in each direction.
+	MBPerSec float64 `json:"mb_per_sec"`
+	Latency  Latency `json:"latency"`
+	Errors   Errors  `json:"errors"`
+
+	Server *ServerStats `json:"server,omitempty"`
+	Load   LoadStats    `json:"load"`
+	// Bottleneck names what most likely limited throughput: one of the
+	// Bottleneck constants, or "" when it cannot be told (no ServerPID).
+	Bottleneck string `json:"bottleneck,omitempty"`
+	// Counters is the change of Config.Counters over the window.
+	Counters map[string]float64 `json:"counters,omitempty"`
+	// Warnings are figures that could not be taken, and why.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// config is a validated Config with everything derived from it.
+type config struct {
+	Config
+	network string // "tcp" or "unix"
+	address string // for the net package
+	tcpAddr *net.TCPAddr
+	proto   *proto
+	workers int
+	cpus    int
+}
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// validate checks cfg and fills its defaults.
+func validate(cfg Config) (*config, error) {
+	c := &config{Config: cfg}
+	if c.Addr == "" {
+		return nil, configErr("no server address")
+	}
+	network, address, err := netaddr.Split(c.Addr)
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
+	c.network, c.address = network, address
+	if network == "tcp" {
+		a, err := net.ResolveTCPAddr("tcp", address)
+		if err != nil {
+			return nil, configErr("resolving %s: %v", c.Addr, err)
+		}
+		if a.IP == nil || a.IP.IsUnspecified() {
+			// Like net.Dial, an empty or unspecified host means this machine.
+			a.IP = net.IPv4(127, 0, 0, 1)
+		}
+		c.tcpAddr = a
+	}
+	switch {
+	case c.Conns < 0 || c.Idle < 0:
+		return nil, configErr("negative connection count")
+	case c.Conns == 0 && c.Idle == 0:
+		return nil, configErr("no connections: Conns and Idle are both 0")
+	case c.Pipeline < 0:
+		return nil, configErr("pipeline must be at least 1, got %d", c.Pipeline)
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return nil, configErr("rate must be a positive number of messages per second, got %v", c.Rate)
+	case c.Duration < 0 || c.Warmup < 0 || c.Requests < 0:
+		return nil, configErr("negative duration, warm-up or request count")
+	case c.Duration == 0 && c.Requests == 0:
+		return nil, configErr("neither a duration nor a request count")
+	case c.Requests > 0 && c.Conns == 0:
+		return nil, configErr("a request count needs active connections")
+	case c.SourceIPs < 0 || c.SourceIPs > MaxSourceIPs:
+		return nil, configErr("source IPs must be between 0 and %d, got %d", MaxSourceIPs, c.SourceIPs)
+	case c.ConnectRate < 0 || math.IsNaN(c.ConnectRate):
+		return nil, configErr("connect rate must be positive, got %v", c.ConnectRate)
+	case c.Workers < 0:
+		return nil, configErr("negative worker count")
+	}
+	if c.SourceIPs > 0 {
+		if c.tcpAddr == nil || c.tcpAddr.IP.To4() == nil || !c.tcpAddr.IP.IsLoopback() {
+			return nil, configErr("source IPs 127.0.0.x only reach an IPv4 loopback server, not %s", c.Addr)
+		}
+	}
+	if c.Pipeline == 0 {
+		c.Pipeline = 1
+	}
+	if c.ConnectRate == 0 {
+		c.ConnectRate = DefaultConnectRate
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = 250 * time.Millisecond
+	}
+	switch c.Expect {
+	case "":
+		c.Expect = ExpectEcho
+	case ExpectEcho, ExpectAny:
+	default:
+		return nil, configErr("expect must be %q or %q, got %q", ExpectEcho, ExpectAny, c.Expect)
+	}
+	switch c.Driver {
+	case "", DriverAuto:
+		c.Driver = defaultDriver
+	case DriverGoroutine:
+	case DriverEpoll:
+		if defaultDriver != DriverEpoll {
+			return nil, configErr("the epoll driver needs Linux")
+		}
+	default:
+		return nil, configErr("unknown driver %q: want auto, epoll or goroutine", c.Driver)
+	}
+	if c.Codec == nil {
+		c.Codec = framing.Raw(0)
+	}
+	p, err := newProto(c)
+	if err != nil {
+		return nil, err
+	}
+	c.proto = p
+	c.Size = p.msgLen
+
+	c.cpus = allowedCPUs()
+	c.workers = c.Workers
+	if c.workers == 0 {
+		c.workers = c.cpus
+	}
+	if n := max(c.Conns, 1); c.workers > n {
+		c.workers = n
+	}
+	if c.Driver == DriverGoroutine {
+		// Shards of the statistics, not threads; one per CPU keeps the
+		// locks cold.
+		c.workers = max(1, min(runtime.GOMAXPROCS(0), max(c.Conns, 1)))
+	}
+	return c, nil
+}
+
+// Run executes the load test described by cfg and returns its figures. It
+// returns an error wrapping ErrConfig for a Config it cannot run, and an
+// error when no connection at all could be made; everything that goes wrong
+// on the wire after that is counted in Result.Errors, and the caller
+// decides (a bench exits 1 when Errors.Total() > 0). Cancelling ctx stops
+// the run early; the figures so far are returned with ctx's error.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	c, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return run(ctx, c)
+}
+
+// Check reports whether Run would accept cfg, without connecting: the error
+// Run would return for it (wrapping ErrConfig), or nil.
+func Check(cfg Config) error {
+	_, err := validate(cfg)
+	return err
+}
+
+// ---------------------------------------------------------------- payloads
+
+// patternPeriod is the number of distinct window offsets into the payload
+// pattern: a prime, so that offsets built from connection and sequence
+// numbers spread over all of it.
+const patternPeriod = 65521
+
+// proto is the immutable message protocol of a run, shared by all workers:
+// how to build message k of connection c and how to check its reply.
+type proto struct {
+	codec   framing.Codec
+	framed  bool // false: raw byte stream, replies recognised by length
+	echo    bool // replies are compared
+	msgLen  int  // payload bytes of one message, type byte included
+	fixed   []byte
+	prefix  []byte // typed framing: the type byte, before the pattern window
+	pattern []byte // patternPeriod + msgLen bytes
+}
+
+func newProto(c *config) (*proto, error) {
+	codec := c.Codec
+	spec := codec.String()
+	name, arg, _ := strings.Cut(spec, ":")
+	p := &proto{codec: codec, framed: name != "raw", echo: c.Expect == ExpectEcho}
+	if name == "eof" {
+		return nil, configErr("framing eof carries one message per connection; bench needs a framing that carries many")
+	}
+	if !p.framed && !p.echo {
+		return nil, configErr("expect any needs a framing that delimits replies (line, len:4, ...), not raw")
+	}
+	if c.Payload != nil {
+		if len(c.Payload) == 0 {
+			return nil, configErr("empty payload")
+		}
+		if _, err := codec.Append(nil, c.Payload); err != nil {
+			return nil, configErr("payload cannot be framed as %s: %v", spec, err)
+		}
+		if !p.framed && len(c.Payload) == 0 {
+			return nil, configErr("raw framing needs a non-empty payload")
+		}
+		p.fixed = c.Payload
+		p.msgLen = len(c.Payload)
+		return p, nil
+	}
+	size := c.Size
+	if size == 0 {
+		size = DefaultSize
+		if name == "fixed" {
+			size = codec.MaxFrame()
+		}
+	}
+	if size < 0 {
+		return nil, configErr("negative size %d", size)
+	}
+	if size == 0 && !p.framed {
+		return nil, configErr("raw framing cannot carry empty messages")
+	}
+	if size > codec.MaxFrame() {
+		return nil, configErr("size %d exceeds the framing's maximum frame %d", size, codec.MaxFrame())
+	}
+	// Bytes that would end a frame early must not appear in a payload.
+	var exclude []byte
+	switch name {
+	case "line":
+		exclude = []byte("\r\n")
+	case "delim":
+		d, err := hex.DecodeString(arg)
+		if err != nil {
+			return nil, configErr("cannot read the delimiter of %s: %v", spec, err)
+		}
+		exclude = d
+	case "typed":
+		t, err := typedPrefix(arg, size)
+		if err != nil {
+			return nil, configErr("%s: %v", spec, err)
+		}
+		p.prefix = []byte{t}
+	}
+	p.msgLen = size
+	p.pattern = makePattern(patternPeriod+size, exclude)
+	msg := p.message(nil, 0, 0)
+	if _, err := codec.Append(nil, msg); err != nil {
+		return nil, configErr("%d-byte messages cannot be framed as %s: %v", size, spec, err)
+	}
+	return p, nil
+}
+
+// typedPrefix finds the type byte of a typed spec ("a=4,0x07=16") whose
+// messages, type byte included, are size bytes long.
+func typedPrefix(arg string, size int) (byte, error) {
+	var sizes []string
+	for entry := range strings.SplitSeq(arg, ",") {
+		i := strings.LastIndexByte(entry, '=')
+		if i < 0 {
+			continue
+		}
+		tok, num := entry[:i], entry[i+1:]
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			continue
+		}
+		sizes = append(sizes, strconv.Itoa(n+1))
+		if n+1 != size {
+			continue
+		}
+		if len(tok) == 1 {
+			return tok[0], nil
+		}
+		if b, err := hex.DecodeString(strings.TrimPrefix(strings.TrimPrefix(tok, "0x"), "0X")); err == nil && len(b) == 1 {
+			return b[0], nil
+		}
+	}
+	return 0, fmt.Errorf("no type has %d-byte messages (type byte included); sizes: %s", size, strings.Join(sizes, ", "))
+}
+
+// makePattern returns n pseudo-random bytes (a fixed seed, so runs repeat)
+// drawn from the byte values not in exclude.
+func makePattern(n int, exclude []byte) []byte {
+	var alphabet []byte
+	for b := 0; b < 256; b++ {
+		if indexByte(exclude, byte(b)) < 0 {
+			alphabet = append(alphabet, byte(b))
+		}
+	}
+	out := make([]byte, n)
+	x := uint64(0x9E3779B97F4A7C15)
+	for i := range out {
+		// xorshift64*: cheap, good enough to make windows distinct.
+		x ^= x >> 12
+		x ^= x << 25
+		x ^= x >> 27
+		out[i] = alphabet[(x*0x2545F4914F6CDD1D>>32)%uint64(len(alphabet))]
+	}
+	return out
+}
+
+func indexByte(s []byte, b byte) int {
+	for i, c := range s {
+		if c == b {
+			return i
+		}
+	}
+	return -1
+}
+
+// body returns the pattern window of message seq of connection conn: the
+// payload after any type byte. It aliases the shared pattern.
+func (p *proto) body(conn int, seq uint64) []byte {
+	if p.fixed != nil {
+		return p.fixed
+	}
+	n := p.msgLen - len(p.prefix)
+	off := (uint64(conn)*40503 + seq*131) % patternPeriod
+	return p.pattern[off : off+uint64(n) : off+uint64(n)]
+}
+
+// message returns message seq of connection conn as one slice: the shared
+// pattern window itself, or, with a type byte, built in scratch.
+func (p *proto) message(scratch []byte, conn int, seq uint64) []byte {
+	b := p.body(conn, seq)
+	if len(p.prefix) == 0 {
+		return b
+	}
+	return append(append(scratch[:0], p.prefix...), b...)
+}
+
+// equal reports whether frame is message seq of connection conn, and where
+// it first differs when not.
+func (p *proto) equal(frame []byte, conn int, seq uint64) (bool, int) {
+	if len(p.prefix) > 0 {
+		if len(frame) == 0 || frame[0] != p.prefix[0] {
+			return false, 0
+		}
+		ok, at := equalAt(frame[1:], p.body(conn, seq))
+		return ok, at + 1
+	}
+	return equalAt(frame, p.body(conn, seq))
+}
+
+// equalAt compares got with want: equal, or the first differing offset.
+func equalAt(got, want []byte) (bool, int) {
+	if string(got) == string(want) {
+		return true, 0
+	}
+	n := min(len(got), len(want))
+	for i := 0; i < n; i++ {
+		if got[i] != want[i] {
+			return false, i
+		}
+	}
+	return false, n
+}
+
+// describeMismatch says how frame differs from what was expected.
+func describeMismatch(conn int, seq uint64, got, want []byte, at int) string {
+	if len(got) != len(want) && at >= min(len(got), len(want)) {
+		return fmt.Sprintf("connection %d, message %d: reply of %d bytes, sent %d", conn, seq, len(got), len(want))
+	}
+	return fmt.Sprintf("connection %d, message %d: byte %d is 0x%02x, sent 0x%02x", conn, seq, at, got[at], want[at])
+}

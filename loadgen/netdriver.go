@@ -1,0 +1,350 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var runtimeNumCPU = runtime.NumCPU
+
+// bindNoPortControl, where the platform has IP_BIND_ADDRESS_NO_PORT, sets it
+// on a socket about to be bound to a source address.
+var bindNoPortControl func(network, address string, c syscall.RawConn) error
+
+// netDriver is the portable driver: a reader and a writer goroutine per
+// active connection over net.Conn, one reader per idle connection. It
+// costs more CPU per message than the epoll driver, and its open-loop
+// schedule is only as precise as Go's timers.
+type netDriver struct {
+	c      *config
+	conns  []*gconn // active, then idle
+	shards []*stats
+	quota  atomic.Int64 // Requests left to measure
+
+	closing   atomic.Bool
+	wg        sync.WaitGroup // every goroutine the driver started
+	closeOnce sync.Once
+}
+
+// gconn is one connection of the goroutine driver.
+type gconn struct {
+	id, idx int
+	idle    bool
+	nc      net.Conn
+	f       *flow
+	st      *stats
+
+	credits chan struct{} // one per free pipeline slot
+	gone    chan struct{} // closed when the reader is done
+	stopped atomic.Bool   // the writer sends no more
+	dead    atomic.Bool   // an error was reported for this connection
+}
+
+func newNetDriver(c *config) (*netDriver, error) {
+	d := &netDriver{c: c}
+	for i := 0; i < c.workers; i++ {
+		d.shards = append(d.shards, newStats())
+	}
+	for i := 0; i < c.Conns+c.Idle; i++ {
+		gc := &gconn{id: i, idx: i, idle: i >= c.Conns, st: d.shards[i%len(d.shards)]}
+		if !gc.idle {
+			gc.f = newFlow(c.proto, i, c.Pipeline)
+		}
+		d.conns = append(d.conns, gc)
+	}
+	d.quota.Store(c.Requests)
+	return d, nil
+}
+
+func (d *netDriver) stats() []*stats { return d.shards }
+
+func (d *netDriver) connect(ctx context.Context) {
+	c := d.c
+	lim := newLimiter(c.ConnectRate)
+	sem := make(chan struct{}, maxPendingDials)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, gc := range d.conns {
+		for {
+			ok, wait := lim.take(now())
+			if ok {
+				break
+			}
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d.dial(ctx, gc)
+		}()
+	}
+}
+
+// maxPendingDials bounds the connects in flight, as the epoll driver's
+// maxPendingConnects does.
+const maxPendingDials = 256
+
+func (d *netDriver) dial(ctx context.Context, gc *gconn) {
+	c := d.c
+	dl := net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: -1}
+	if c.SourceIPs > 0 {
+		ip := sourceIP(c, gc.id)
+		dl.LocalAddr = &net.TCPAddr{IP: net.IP(ip[:])}
+		dl.Control = bindNoPortControl
+	}
+	nc, err := dl.DialContext(ctx, c.network, c.address)
+	st := gc.st
+	if err != nil {
+		st.mu.Lock()
+		st.connectError(now(), "connect to %s: %v", c.Addr, err)
+		st.mu.Unlock()
+		gc.dead.Store(true)
+		return
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	gc.nc = nc
+	st.prog.connected.Add(1)
+	if gc.idle {
+		d.wg.Add(1)
+		go d.idleReader(gc)
+	}
+}
+
+// idleReader watches an idle connection: anything but our own close is an
+// error.
+func (d *netDriver) idleReader(gc *gconn) {
+	defer d.wg.Done()
+	var b [1]byte
+	n, err := gc.nc.Read(b[:])
+	if d.closing.Load() {
+		return
+	}
+	gc.st.mu.Lock()
+	defer gc.st.mu.Unlock()
+	if n > 0 {
+		gc.st.connError(now(), "connection %d: bytes before any request", gc.id)
+	} else {
+		gc.st.connError(now(), "idle connection %d: %v", gc.id, closedBy(ignoreEOF(err)))
+	}
+}
+
+// ignoreEOF turns the end of the stream into nil, which closedBy reports
+// as the server closing the connection.
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+func (d *netDriver) traffic(ctx context.Context, tl *timeline) {
+	stop := context.AfterFunc(ctx, func() { d.shutdown() })
+	defer stop()
+	var wg sync.WaitGroup
+	for _, gc := range d.conns {
+		if gc.idle || gc.nc == nil {
+			continue
+		}
+		gc.credits = make(chan struct{}, d.c.Pipeline)
+		for i := 0; i < d.c.Pipeline; i++ {
+			gc.credits <- struct{}{}
+		}
+		gc.gone = make(chan struct{})
+		wg.Add(2)
+		go func() { defer wg.Done(); d.writer(gc, tl) }()
+		go func() { defer wg.Done(); d.reader(gc) }()
+	}
+	if d.c.Conns == 0 && tl.me != math.MaxInt64 {
+		// Only idle connections: hold them for the duration.
+		sleepCtx(ctx, time.Duration(tl.me-now()))
+	}
+	wg.Wait()
+}
+
+// writer sends on one connection while pipeline credits, the schedule and
+// the quota allow.
+func (d *netDriver) writer(gc *gconn, tl *timeline) {
+	c := d.c
+	f := gc.f
+	var sched schedule
+	if c.Rate > 0 {
+		sched = schedule{t0: tl.t0, tick: 1e9 / c.Rate, n: uint64(c.Conns)}
+	}
+	buf := make([]byte, 0, c.Pipeline*(c.proto.msgLen+c.Codec.Overhead()))
+	defer func() {
+		gc.stopped.Store(true)
+		// Wake the reader now if nothing is in flight; otherwise give the
+		// replies the drain timeout.
+		if f.inflight() == 0 {
+			gc.nc.SetReadDeadline(time.Now())
+		} else {
+			gc.nc.SetReadDeadline(time.Now().Add(c.DrainTimeout))
+		}
+	}()
+	for {
+		select {
+		case <-gc.credits:
+		case <-gc.gone:
+			return
+		}
+		n := 1
+		if c.Rate == 0 {
+			// Batch whatever else is free into one write.
+		more:
+			for {
+				select {
+				case <-gc.credits:
+					n++
+				default:
+					break more
+				}
+			}
+		}
+		buf = buf[:0]
+		done := false
+		for i := 0; i < n && !done; i++ {
+			at := now()
+			if c.Rate > 0 {
+				at = sched.due(f.sent.Load(), gc.idx)
+				if w := at - now(); w > 0 && !sleepCh(gc.gone, time.Duration(w)) {
+					return
+				}
+			}
+			if at >= tl.me {
+				done = true
+				break
+			}
+			measured := at >= tl.ms
+			if measured && c.Requests > 0 && d.quota.Add(-1) < 0 {
+				done = true
+				break
+			}
+			buf = f.appendNext(buf, at, measured)
+		}
+		if len(buf) > 0 {
+			if _, err := gc.nc.Write(buf); err != nil {
+				d.fail(gc, "connection %d: write: %v", gc.id, err)
+				return
+			}
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// reader verifies one connection's replies and hands back a credit for
+// each.
+func (d *netDriver) reader(gc *gconn) {
+	defer close(gc.gone)
+	f := gc.f
+	st := gc.st
+	rbuf := make([]byte, 64<<10)
+	for {
+		n, err := gc.nc.Read(rbuf)
+		if n > 0 {
+			t := now()
+			st.mu.Lock()
+			before := f.recvd.Load()
+			cerr := f.consume(rbuf[:n], st, t)
+			st.publish()
+			st.mu.Unlock()
+			for i := before; i < f.recvd.Load(); i++ {
+				gc.credits <- struct{}{} // never blocks: credits + in flight = pipeline
+			}
+			if cerr != nil {
+				d.fail(gc, "connection %d: %v", gc.id, cerr)
+				return
+			}
+		}
+		if gc.stopped.Load() && f.inflight() == 0 {
+			return
+		}
+		if err != nil {
+			if d.closing.Load() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && gc.stopped.Load() {
+				lost := int64(f.inflight())
+				st.mu.Lock()
+				st.unanswered += lost
+				st.noteErr(now(), "%d replies had not come %v after sending stopped", lost, d.c.DrainTimeout)
+				st.mu.Unlock()
+				return
+			}
+			d.fail(gc, "connection %d: %v after %d replies", gc.id, closedBy(ignoreEOF(err)), f.recvd.Load())
+			return
+		}
+	}
+}
+
+// fail reports the first error of a connection, unless the driver is
+// closing it, and closes it.
+func (d *netDriver) fail(gc *gconn, format string, args ...any) {
+	if !d.closing.Load() && gc.dead.CompareAndSwap(false, true) {
+		gc.st.mu.Lock()
+		gc.st.connError(now(), format, args...)
+		gc.st.mu.Unlock()
+	}
+	gc.nc.Close()
+}
+
+// shutdown closes every connection, ending every goroutine.
+func (d *netDriver) shutdown() {
+	d.closing.Store(true)
+	for _, gc := range d.conns {
+		if gc.nc != nil {
+			gc.nc.Close()
+		}
+	}
+}
+
+func (d *netDriver) close() {
+	d.closeOnce.Do(func() {
+		d.shutdown()
+		d.wg.Wait()
+	})
+}
+
+// sleepCtx sleeps for w unless ctx ends first (false).
+func sleepCtx(ctx context.Context, w time.Duration) bool {
+	t := time.NewTimer(w)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sleepCh sleeps for w unless ch is closed first (false).
+func sleepCh(ch <-chan struct{}, w time.Duration) bool {
+	t := time.NewTimer(w)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ch:
+		return false
+	}
+}
