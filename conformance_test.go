@@ -25,6 +25,7 @@ import (
 
 	"switchboard"
 	"switchboard/framing"
+	"switchboard/internal/testserver"
 	"switchboard/service"
 )
 
@@ -89,36 +90,8 @@ func start(t *testing.T, model string, h switchboard.Handler, opts ...switchboar
 func startOn(t *testing.T, addr, model string, h switchboard.Handler, opts ...switchboard.Option) (*switchboard.Server, string) {
 	t.Helper()
 	opts = append([]switchboard.Option{switchboard.WithModel(model), switchboard.WithLoops(2)}, opts...)
-	srv, err := switchboard.NewServer(h, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lns...) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if !errors.Is(err, switchboard.ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return after Shutdown")
-		}
-	})
-	a := lns[0].Addr()
-	if a.Network() == "unix" {
-		return srv, "unix:" + a.String()
-	}
-	return srv, a.String()
+	a, srv := testserver.Start(t, addr, h, opts...)
+	return srv, a
 }
 
 func dial(t *testing.T, addr string) net.Conn {

@@ -19,6 +19,7 @@ import (
 
 	"switchboard"
 	"switchboard/framing"
+	"switchboard/internal/testserver"
 )
 
 func TestMain(m *testing.M) {
@@ -31,29 +32,8 @@ var echo = switchboard.HandlerFunc(func(c switchboard.Conn, msg []byte) { c.Writ
 // ends and returns the address to dial.
 func startServer(t *testing.T, addr string, h switchboard.Handler, opts ...switchboard.Option) string {
 	t.Helper()
-	srv, err := switchboard.NewServer(h, append([]switchboard.Option{switchboard.WithModel("goroutine")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lns...) }()
-	t.Cleanup(func() {
-		srv.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return")
-		}
-	})
-	a := lns[0].Addr()
-	if a.Network() == "unix" {
-		return "unix:" + a.String()
-	}
-	return a.String()
+	a, _ := testserver.Start(t, addr, h, append([]switchboard.Option{switchboard.WithModel("goroutine")}, opts...)...)
+	return a
 }
 
 func dial(t *testing.T, addr string, opts ...Option) *Conn {

@@ -16,6 +16,7 @@ import (
 
 	"switchboard"
 	"switchboard/framing"
+	"switchboard/internal/testserver"
 	"switchboard/loadgen"
 )
 
@@ -27,18 +28,8 @@ func TestMain(m *testing.M) {
 // returns its address.
 func serve(t *testing.T, h switchboard.Handler, spec string) string {
 	t.Helper()
-	srv, err := switchboard.NewServer(h, switchboard.WithModel(switchboard.ModelGoroutine), switchboard.WithFraming(spec, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(lns...) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return lns[0].Addr().String()
+	a, _ := testserver.Start(t, "127.0.0.1:0", h, switchboard.WithModel(switchboard.ModelGoroutine), switchboard.WithFraming(spec, 0))
+	return a
 }
 
 var echo = switchboard.HandlerFunc(func(c switchboard.Conn, msg []byte) { c.Write(msg) })

@@ -14,6 +14,7 @@ import (
 	"switchboard"
 	"switchboard/client"
 	"switchboard/framing"
+	"switchboard/internal/testserver"
 )
 
 func TestMain(m *testing.M) {
@@ -30,32 +31,7 @@ func startServer(t *testing.T, model string, h switchboard.Handler, opts ...swit
 func startServerOn(t *testing.T, addr, model string, h switchboard.Handler, opts ...switchboard.Option) (string, *switchboard.Server) {
 	t.Helper()
 	opts = append([]switchboard.Option{switchboard.WithModel(model), switchboard.WithLoops(2)}, opts...)
-	srv, err := switchboard.NewServer(h, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lns...) }()
-	t.Cleanup(func() {
-		srv.Close()
-		select {
-		case err := <-done:
-			if !errors.Is(err, switchboard.ErrServerClosed) {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after Close")
-		}
-	})
-	a := lns[0].Addr()
-	if a.Network() == "unix" {
-		return "unix:" + a.String(), srv
-	}
-	return a.String(), srv
+	return testserver.Start(t, addr, h, opts...)
 }
 
 // forModels runs f for every model this build has. Tests with several

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"switchboard"
+	"switchboard/internal/testserver"
 	"switchboard/loadgen"
 )
 
@@ -46,18 +47,8 @@ func benchCLI(t *testing.T, args ...string) (int, string, string) {
 // benchServer serves h on 127.0.0.1:0 in this process.
 func benchServer(t *testing.T, h switchboard.Handler) string {
 	t.Helper()
-	srv, err := switchboard.NewServer(h, switchboard.WithModel(switchboard.ModelGoroutine))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(lns...) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return lns[0].Addr().String()
+	a, _ := testserver.Start(t, "127.0.0.1:0", h, switchboard.WithModel(switchboard.ModelGoroutine))
+	return a
 }
 
 func TestBenchUsageErrors(t *testing.T) {

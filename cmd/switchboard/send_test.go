@@ -6,13 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
 
 	"switchboard"
+	"switchboard/internal/testserver"
 	"switchboard/service"
 )
 
@@ -63,29 +63,7 @@ func sendCmd(t *testing.T) *cobra.Command {
 // serve runs h on addr (port 0, or a unix path) until the test ends.
 func serve(t *testing.T, addr string, h switchboard.Handler, opts ...switchboard.Option) (string, *switchboard.Server) {
 	t.Helper()
-	srv, err := switchboard.NewServer(h, append([]switchboard.Option{switchboard.WithModel("goroutine")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lns...) }()
-	t.Cleanup(func() {
-		srv.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return")
-		}
-	})
-	a := lns[0].Addr()
-	if a.Network() == "unix" {
-		return "unix:" + a.String(), srv
-	}
-	return a.String(), srv
+	return testserver.Start(t, addr, h, append([]switchboard.Option{switchboard.WithModel("goroutine")}, opts...)...)
 }
 
 func serveService(t *testing.T, name, spec string) (string, *switchboard.Server) {

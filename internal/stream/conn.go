@@ -298,21 +298,12 @@ func (c *conn) run() error {
 		// Decode and hand over every complete frame in the buffer, then
 		// flush the replies in one go.
 		if start < end {
-			c.setDispatch(true)
-			for start < end {
-				frame, n, err := cfg.Codec.Decode(buf[start:end], false)
-				if err != nil {
-					c.setDispatch(false)
-					c.flushAll()
-					return err
-				}
-				if n == 0 {
-					break
-				}
-				c.s.h.OnMessage(c, frame)
-				start += n
+			n, err := c.deliver(buf[start:end], false)
+			if err != nil {
+				c.flushAll()
+				return err
 			}
-			c.setDispatch(false)
+			start += n
 			c.flush()
 		}
 		if start == end {
@@ -367,24 +358,31 @@ func (c *conn) run() error {
 // codec's whole message) or a truncated one, and replies go out before the
 // connection closes.
 func (c *conn) finish(rest []byte) error {
+	_, err := c.deliver(rest, true)
+	c.flushAll()
+	return err
+}
+
+// deliver hands every complete frame in buf to the handler and returns how
+// many bytes they spanned. Replies queue up meanwhile; the caller flushes
+// them in one go.
+func (c *conn) deliver(buf []byte, atEOF bool) (int, error) {
 	codec := c.s.cfg.Codec
+	used := 0
 	c.setDispatch(true)
-	for {
-		frame, n, err := codec.Decode(rest, true)
+	defer c.setDispatch(false)
+	for used < len(buf) {
+		frame, n, err := codec.Decode(buf[used:], atEOF)
 		if err != nil {
-			c.setDispatch(false)
-			c.flushAll()
-			return err
+			return used, err
 		}
 		if n == 0 {
 			break
 		}
 		c.s.h.OnMessage(c, frame)
-		rest = rest[n:]
+		used += n
 	}
-	c.setDispatch(false)
-	c.flushAll()
-	return nil
+	return used, nil
 }
 
 // drain ends a connection during Shutdown: replies to messages already
