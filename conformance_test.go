@@ -60,6 +60,7 @@ var conformanceCases = []struct {
 	{"WriteTimeout", testWriteTimeout, false},
 	{"PeerReset", testPeerReset, false},
 	{"ProxyProtocol", testProxyProtocol, false},
+	{"ReusePort", testReusePort, false},
 }
 
 func TestConformance(t *testing.T) {
@@ -868,5 +869,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func testReusePort(t *testing.T, model string) {
+	srv, addr := start(t, model, echo, switchboard.WithReusePort(true))
+	errs := make(chan error, 20)
+	for i := range cap(errs) {
+		go func() { errs <- streamOnce(addr, uint64(100+i)) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := srv.Stats().Accepted; n != int64(cap(errs)) {
+		t.Errorf("Accepted = %d over the shared port, want %d", n, cap(errs))
 	}
 }
