@@ -189,7 +189,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case sig := <-sigs:
-		log.Info("draining", "signal", sig.String(), "timeout", f.shutdownTimeout, "active", srv.Stats().Active)
+		log.Info("draining", "signal", sig.String(), "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
