@@ -61,6 +61,7 @@ var conformanceCases = []struct {
 	{"PeerReset", testPeerReset, false},
 	{"ProxyProtocol", testProxyProtocol, false},
 	{"ReusePort", testReusePort, false},
+	{"ShutdownRacesServe", testShutdownRacesServe, false},
 }
 
 func TestConformance(t *testing.T) {
@@ -885,5 +886,40 @@ func testReusePort(t *testing.T, model string) {
 	}
 	if n := srv.Stats().Accepted; n != int64(cap(errs)) {
 		t.Errorf("Accepted = %d over the shared port, want %d", n, cap(errs))
+	}
+}
+
+// testShutdownRacesServe stops servers at every point of their start-up:
+// Serve must return ErrServerClosed and leave nothing running.
+func testShutdownRacesServe(t *testing.T, model string) {
+	for i := range 30 {
+		srv, err := switchboard.NewServer(echo, switchboard.WithModel(model), switchboard.WithLoops(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns, err := srv.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(lns...) }()
+		time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		cancel()
+		select {
+		case err := <-served:
+			if !errors.Is(err, switchboard.ErrServerClosed) {
+				t.Fatalf("Serve returned %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Serve did not return after Shutdown", i)
+		}
+		if c, err := net.DialTimeout("tcp", lns[0].Addr().String(), time.Second); err == nil {
+			c.Close()
+			t.Fatalf("round %d: listener still open after Shutdown", i)
+		}
 	}
 }
