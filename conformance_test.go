@@ -96,6 +96,23 @@ func startOn(t *testing.T, addr, model string, h switchboard.Handler, opts ...sw
 	return srv, a
 }
 
+// launch starts a server whose lifecycle the test manages itself; served
+// receives Serve's result.
+func launch(t *testing.T, model string, h switchboard.Handler) (*switchboard.Server, string, chan error) {
+	t.Helper()
+	srv, err := switchboard.NewServer(h, switchboard.WithModel(model), switchboard.WithLoops(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lns, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lns...) }()
+	return srv, lns[0].Addr().String(), served
+}
+
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	network, address, err := switchboard.SplitAddr(addr)
@@ -470,17 +487,7 @@ func testMaxConns(t *testing.T, model string) {
 }
 
 func testGracefulShutdown(t *testing.T, model string) {
-	srv, err := switchboard.NewServer(echo, switchboard.WithModel(model), switchboard.WithLoops(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lns[0].Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lns...) }()
+	srv, addr, served := launch(t, model, echo)
 
 	const clients = 8
 	type result struct {
@@ -565,17 +572,8 @@ func testGracefulShutdown(t *testing.T, model string) {
 }
 
 func testClose(t *testing.T, model string) {
-	srv, err := switchboard.NewServer(echo, switchboard.WithModel(model))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lns, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lns...) }()
-	c := dial(t, lns[0].Addr().String())
+	srv, addr, served := launch(t, model, echo)
+	c := dial(t, addr)
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
 	began := time.Now()
@@ -893,16 +891,7 @@ func testReusePort(t *testing.T, model string) {
 // Serve must return ErrServerClosed and leave nothing running.
 func testShutdownRacesServe(t *testing.T, model string) {
 	for i := range 30 {
-		srv, err := switchboard.NewServer(echo, switchboard.WithModel(model), switchboard.WithLoops(2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns, err := srv.Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(lns...) }()
+		srv, addr, served := launch(t, model, echo)
 		time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := srv.Shutdown(ctx); err != nil {
@@ -917,7 +906,7 @@ func testShutdownRacesServe(t *testing.T, model string) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: Serve did not return after Shutdown", i)
 		}
-		if c, err := net.DialTimeout("tcp", lns[0].Addr().String(), time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Fatalf("round %d: listener still open after Shutdown", i)
 		}
