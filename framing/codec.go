@@ -76,3 +76,14 @@ type Codec interface {
 	// turns back into an equivalent codec.
 	String() string
 }
+
+// Resumer is implemented by the codecs that search for a delimiter (line
+// and delim). DecodeFrom is Decode told that an earlier call already saw
+// buf[:from] and found no frame in it, so the search resumes near from
+// rather than at the start. An engine that keeps a partial frame between
+// reads passes how much of it was searched, and a frame that arrives in
+// many small pieces then costs time linear in its length instead of
+// quadratic. from <= 0 means no hint; from must not exceed len(buf).
+type Resumer interface {
+	DecodeFrom(buf []byte, atEOF bool, from int) (frame []byte, n int, err error)
+}

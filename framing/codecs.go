@@ -82,19 +82,27 @@ type lineCodec struct{ max int }
 // the message survives the stripping intact) and refuses a message holding
 // a '\n'.
 //
-// Decode rescans the buffer from its start on every call, so a line that
-// arrives in k pieces costs O(k * length) to find; bytes.IndexByte makes
-// the scan cheap, and maxFrame bounds it. maxFrame <= 0 means
+// Decode searches the buffer from its start on every call, so a line that
+// arrives in k pieces costs O(k * length) to find; the codec implements
+// Resumer so that a caller keeping the partial line can resume the search
+// instead (the switchboard engines do). maxFrame <= 0 means
 // DefaultMaxFrame.
 func Line(maxFrame int) Codec { return &lineCodec{max: limit(maxFrame)} }
 
 func (c *lineCodec) Decode(buf []byte, atEOF bool) ([]byte, int, error) {
+	return c.DecodeFrom(buf, atEOF, 0)
+}
+
+// DecodeFrom implements Resumer.
+func (c *lineCodec) DecodeFrom(buf []byte, atEOF bool, from int) ([]byte, int, error) {
 	// A frame takes at most max+2 bytes on the wire: payload, '\r', '\n'.
 	scan := buf
 	if len(scan)-c.max > 2 {
 		scan = scan[:c.max+2]
 	}
-	if i := bytes.IndexByte(scan, '\n'); i >= 0 {
+	from = min(max(from, 0), len(scan))
+	if i := bytes.IndexByte(scan[from:], '\n'); i >= 0 {
+		i += from
 		end := i
 		if end > 0 && buf[end-1] == '\r' {
 			end--
@@ -149,8 +157,9 @@ type delimCodec struct {
 // by d, would show d earlier than where it was appended (for d = "aa", the
 // message "xa"). The codec keeps its own copy of d.
 //
-// Like Line, Decode rescans the buffer from its start on each call
-// (bytes.Index); maxFrame bounds the scan. maxFrame <= 0 means
+// Like Line, Decode searches from the start of the buffer and DecodeFrom
+// (Resumer) from where an earlier search stopped, less the delimiter's
+// length, since a delimiter may straddle the two. maxFrame <= 0 means
 // DefaultMaxFrame.
 func Delim(d []byte, maxFrame int) (Codec, error) {
 	return newDelim(d, maxFrame, "delim:"+hex.EncodeToString(d))
@@ -168,19 +177,27 @@ func newDelim(d []byte, maxFrame int, spec string) (Codec, error) {
 }
 
 func (c *delimCodec) Decode(buf []byte, atEOF bool) ([]byte, int, error) {
+	return c.DecodeFrom(buf, atEOF, 0)
+}
+
+// DecodeFrom implements Resumer.
+func (c *delimCodec) DecodeFrom(buf []byte, atEOF bool, from int) ([]byte, int, error) {
 	dl := len(c.d)
 	// A frame takes at most max+len(d) bytes on the wire.
 	scan := buf
 	if len(scan)-c.max > dl {
 		scan = scan[:c.max+dl]
 	}
+	// A delimiter may straddle the end of what was searched before.
+	from = min(max(from-dl+1, 0), len(scan))
 	var i int
 	if dl == 1 {
-		i = bytes.IndexByte(scan, c.d[0])
+		i = bytes.IndexByte(scan[from:], c.d[0])
 	} else {
-		i = bytes.Index(scan, c.d)
+		i = bytes.Index(scan[from:], c.d)
 	}
 	if i >= 0 {
+		i += from
 		return buf[:i:i], i + dl, nil
 	}
 	if len(buf) > c.max && !c.partialDelimFrom(buf) {

@@ -185,6 +185,24 @@ func fuzzCodec(t *testing.T, c Codec, data []byte) {
 		_ = err
 	}
 
+	// A resumed search finds what a fresh one finds, from any point the
+	// contract allows: a prefix that held no frame.
+	if r, ok := c.(Resumer); ok {
+		step := max(1, len(data)/32)
+		for k := 0; k <= len(data); k += step {
+			if _, m, err := c.Decode(data[:k], false); m != 0 || err != nil {
+				break
+			}
+			for _, atEOF := range []bool{false, true} {
+				want, wn, werr := c.Decode(data, atEOF)
+				got, gn, gerr := r.DecodeFrom(data, atEOF, k)
+				if !bytes.Equal(got, want) || gn != wn || (gerr == nil) != (werr == nil) {
+					t.Fatalf("%s: DecodeFrom(from %d) = %q, %d, %v; Decode = %q, %d, %v", c, k, got, gn, gerr, want, wn, werr)
+				}
+			}
+		}
+	}
+
 	// Decoding is independent of how the stream is split.
 	whole, errWhole := decodeChunks(t, c, [][]byte{data})
 	size := 1

@@ -116,3 +116,83 @@ func TestStreamProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeFromMatchesDecode feeds streams in random pieces and resumes
+// each search where the last one stopped: the frames must be the ones a
+// from-scratch Decode finds.
+func TestDecodeFromMatchesDecode(t *testing.T) {
+	for _, spec := range []string{"line", "delim:00", "delim:0d0a0d0a", "delim:6161"} {
+		c, err := Parse(spec, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := c.(Resumer)
+		if !ok {
+			t.Fatalf("%s does not implement Resumer", spec)
+		}
+		rng := rand.New(rand.NewPCG(11, uint64(len(spec))))
+		for round := range 200 {
+			// Bytes from a small alphabet so delimiters, partial
+			// delimiters and '\r' turn up often.
+			stream := make([]byte, 1+rng.IntN(2000))
+			for i := range stream {
+				stream[i] = "ab\r\n\x00x"[rng.IntN(6)]
+			}
+			var buf []byte
+			scanned := 0
+			for len(stream) > 0 {
+				k := 1 + rng.IntN(min(len(stream), 40))
+				buf = append(buf, stream[:k]...)
+				stream = stream[k:]
+				atEOF := len(stream) == 0
+				for {
+					want, wn, werr := c.Decode(buf, atEOF)
+					got, gn, gerr := r.DecodeFrom(buf, atEOF, scanned)
+					if !bytes.Equal(got, want) || gn != wn || (gerr == nil) != (werr == nil) {
+						t.Fatalf("%s round %d: DecodeFrom(%q, from %d) = %q, %d, %v; Decode = %q, %d, %v",
+							spec, round, buf, scanned, got, gn, gerr, want, wn, werr)
+					}
+					if werr != nil {
+						buf, scanned, stream = nil, 0, nil
+						break
+					}
+					if wn == 0 {
+						scanned = len(buf)
+						break
+					}
+					buf, scanned = buf[wn:], 0
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkLineInPieces decodes one 256 KiB line that arrives 64 bytes at a
+// time, the way an engine sees a slow sender: rescanning from the start
+// each time is quadratic, resuming where the last search stopped is linear.
+func BenchmarkLineInPieces(b *testing.B) {
+	const size, piece = 256 << 10, 64
+	line := append(bytes.Repeat([]byte("x"), size), '\n')
+	c := Line(1 << 20)
+	r := c.(Resumer)
+	for _, resume := range []bool{false, true} {
+		b.Run(fmt.Sprintf("resume=%v", resume), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				scanned := 0
+				for end := piece; ; end = min(end+piece, len(line)) {
+					var n int
+					if resume {
+						_, n, _ = r.DecodeFrom(line[:end], false, scanned)
+					} else {
+						_, n, _ = c.Decode(line[:end], false)
+					}
+					if n > 0 {
+						break
+					}
+					scanned = end
+				}
+			}
+		})
+	}
+}

@@ -45,6 +45,7 @@ type conn struct {
 	st           uint16
 	timer        [numTimers]int32 // heap position + 1; 0 = not armed
 	in           []byte           // leftover of a partial frame, or nil
+	scanned      int              // bytes of in already searched for a frame boundary
 	lastRead     int64            // loop clock at the last read that returned data
 	lastProgress int64            // loop clock at the last write progress while stuck
 	raddr, laddr netip.AddrPort

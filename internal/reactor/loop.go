@@ -546,9 +546,23 @@ func (l *loop) input(c *conn, data []byte, inIn, atEOF bool) {
 		l.open(c)
 	}
 	codec := s.codec
+	// A partial frame kept in c.in was searched for a boundary already; a
+	// delimiter codec resumes there instead of rescanning it every read.
+	scanned := 0
+	if inIn {
+		scanned = c.scanned
+	}
 	off := 0
 	for off < len(data) && c.req.Load()&(reqClose|reqSlow) == 0 {
-		frame, n, err := codec.Decode(data[off:], atEOF)
+		var frame []byte
+		var n int
+		var err error
+		if scanned > 0 && s.resumer != nil {
+			frame, n, err = s.resumer.DecodeFrom(data[off:], atEOF, scanned)
+			scanned = 0
+		} else {
+			frame, n, err = codec.Decode(data[off:], atEOF)
+		}
 		if err != nil {
 			l.closeConn(c, err)
 			return
@@ -560,6 +574,7 @@ func (l *loop) input(c *conn, data []byte, inIn, atEOF bool) {
 		off += n
 	}
 	l.keep(c, data[off:], inIn)
+	c.scanned = len(data) - off
 	l.afterDispatch(c)
 }
 

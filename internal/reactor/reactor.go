@@ -80,6 +80,7 @@ type server struct {
 
 	// Hot configuration, copied out of cfg so the loops do not chase it.
 	codec      framing.Codec
+	resumer    framing.Resumer // codec, if it can resume a delimiter search
 	overhead   int
 	maxPending int
 	lowWater   int
@@ -117,6 +118,7 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		stats:      cfg.Stats,
 		epoch:      time.Now(),
 		codec:      cfg.Codec,
+		resumer:    resumerOf(cfg.Codec),
 		overhead:   cfg.Codec.Overhead(),
 		maxPending: cfg.MaxPending,
 		lowWater:   cfg.LowWater(),
@@ -311,3 +313,8 @@ func (s *server) logClose(c *conn, err error) {
 // Backends lists the poller backends this platform runs, each a model name:
 // select and poll everywhere, epoll on Linux, kqueue on BSD and macOS.
 func Backends() []string { return poller.Names() }
+
+func resumerOf(c framing.Codec) framing.Resumer {
+	r, _ := c.(framing.Resumer)
+	return r
+}

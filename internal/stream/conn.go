@@ -281,6 +281,7 @@ func (c *conn) run() error {
 	cfg := &c.s.cfg
 	buf := make([]byte, initialReadBuf)
 	start, end := 0, 0
+	scanned := 0 // bytes of buf[start:end] known to hold no complete frame
 	if cfg.ProxyProtocol {
 		var err error
 		if end, err = c.readProxyHeader(buf); err != nil {
@@ -297,17 +298,19 @@ func (c *conn) run() error {
 	for {
 		// Decode and hand over every complete frame in the buffer, then
 		// flush the replies in one go.
-		if start < end {
-			n, err := c.deliver(buf[start:end], false)
+		if start < end && end-start > scanned {
+			n, err := c.deliver(buf[start:end], false, scanned)
 			if err != nil {
 				c.flushAll()
 				return err
 			}
 			start += n
+			// What is left was searched for a frame boundary already.
+			scanned = end - start
 			c.flush()
 		}
 		if start == end {
-			start, end = 0, 0
+			start, end, scanned = 0, 0, 0
 			if len(buf) > initialReadBuf {
 				buf = make([]byte, initialReadBuf)
 			}
@@ -341,7 +344,7 @@ func (c *conn) run() error {
 			continue
 		}
 		if errors.Is(err, io.EOF) {
-			return c.finish(buf[start:end])
+			return c.finish(buf[start:end], scanned)
 		}
 		if isTimeout(err) {
 			if c.s.isDraining() {
@@ -357,22 +360,31 @@ func (c *conn) run() error {
 // finish handles the peer's EOF: whatever is left is the last frame (the eof
 // codec's whole message) or a truncated one, and replies go out before the
 // connection closes.
-func (c *conn) finish(rest []byte) error {
-	_, err := c.deliver(rest, true)
+func (c *conn) finish(rest []byte, scanned int) error {
+	_, err := c.deliver(rest, true, scanned)
 	c.flushAll()
 	return err
 }
 
 // deliver hands every complete frame in buf to the handler and returns how
-// many bytes they spanned. Replies queue up meanwhile; the caller flushes
-// them in one go.
-func (c *conn) deliver(buf []byte, atEOF bool) (int, error) {
+// many bytes they spanned. The first scanned bytes of buf are known to hold
+// no frame boundary, which a delimiter codec uses to resume its search.
+// Replies queue up meanwhile; the caller flushes them in one go.
+func (c *conn) deliver(buf []byte, atEOF bool, scanned int) (int, error) {
 	codec := c.s.cfg.Codec
 	used := 0
 	c.setDispatch(true)
 	defer c.setDispatch(false)
 	for used < len(buf) {
-		frame, n, err := codec.Decode(buf[used:], atEOF)
+		var frame []byte
+		var n int
+		var err error
+		if r := c.s.resumer; r != nil && scanned > 0 {
+			frame, n, err = r.DecodeFrom(buf[used:], atEOF, scanned)
+			scanned = 0
+		} else {
+			frame, n, err = codec.Decode(buf[used:], atEOF)
+		}
 		if err != nil {
 			return used, err
 		}

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"switchboard/framing"
 	"switchboard/internal/engine"
 )
 
@@ -29,6 +30,7 @@ type server struct {
 	cfg       engine.Config
 	h         engine.Handler
 	iterative bool
+	resumer   framing.Resumer // the codec, if it can resume a search
 
 	mu       sync.Mutex
 	lns      []net.Listener
@@ -55,7 +57,9 @@ func NewGoroutine(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 
 func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 	cfg.Normalize()
+	resumer, _ := cfg.Codec.(framing.Resumer)
 	return &server{
+		resumer:   resumer,
 		cfg:       cfg,
 		h:         h,
 		iterative: iterative,
