@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// A test may re-run this binary as the switchboard command itself,
+	// to see what a real process does with signals and exit codes.
+	if args, ok := os.LookupEnv(cliChildEnv); ok {
+		os.Exit(run(strings.Split(args, "\x1f")))
+	}
 	goleak.VerifyTestMain(m)
 }
 
