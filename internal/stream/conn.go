@@ -76,7 +76,7 @@ func (c *conn) Write(msg []byte) error {
 		return err
 	}
 	added := len(out) - before
-	if c.pending+added > c.s.cfg.WriteLimit() {
+	if c.pending+added > c.s.writeLimit {
 		c.out = out[:before]
 		c.mu.Unlock()
 		c.closeWith(engine.ErrSlowConsumer)
@@ -192,7 +192,7 @@ func (c *conn) writeAll(buf []byte) error {
 		buf = buf[n:]
 		c.mu.Lock()
 		c.pending -= n
-		if c.pending <= c.s.cfg.LowWater() {
+		if c.pending <= c.s.lowWater {
 			c.cond.Broadcast()
 		}
 		c.mu.Unlock()
@@ -236,7 +236,7 @@ func (c *conn) interruptRead() {
 func (c *conn) waitBelowHighWater() {
 	c.mu.Lock()
 	if c.pending > c.s.cfg.MaxPending {
-		for !c.closed && c.pending > c.s.cfg.LowWater() && !c.s.isDraining() {
+		for !c.closed && c.pending > c.s.lowWater && !c.s.isDraining() {
 			c.cond.Wait()
 		}
 	}

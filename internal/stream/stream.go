@@ -31,6 +31,8 @@ type server struct {
 	h         engine.Handler
 	iterative bool
 	resumer   framing.Resumer // the codec, if it can resume a search
+	// Derived from cfg once, not on every Write.
+	writeLimit, lowWater int
 
 	mu       sync.Mutex
 	lns      []net.Listener
@@ -59,12 +61,14 @@ func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 	cfg.Normalize()
 	resumer, _ := cfg.Codec.(framing.Resumer)
 	return &server{
-		resumer:   resumer,
-		cfg:       cfg,
-		h:         h,
-		iterative: iterative,
-		conns:     make(map[*conn]struct{}),
-		draining:  make(chan struct{}),
+		resumer:    resumer,
+		writeLimit: cfg.WriteLimit(),
+		lowWater:   cfg.LowWater(),
+		cfg:        cfg,
+		h:          h,
+		iterative:  iterative,
+		conns:      make(map[*conn]struct{}),
+		draining:   make(chan struct{}),
 	}
 }
 
