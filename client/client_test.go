@@ -330,19 +330,8 @@ func TestInvalidMessageLosesNothing(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestDialErrors(t *testing.T) {
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	_, err := Dial(context.Background(), addr, WithTimeout(5*time.Second))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Dial = %v, want ECONNREFUSED", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,18 +175,8 @@ func TestSendEOFFraming(t *testing.T) {
 	expect(t, code, out, errOut, 0, "from\nstdin\n", "")
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestSendFailures(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testserver.FreeAddr(t)
 	code, out, errOut := runCLI(t, "", "send", "--connect", addr, "x")
 	expect(t, code, out, errOut, 1, "", "switchboard: connect "+addr+": connection refused\n")
 

@@ -661,18 +661,17 @@ func (l *loop) afterDispatch(c *conn) {
 	} else if r&reqCloseWrite != 0 {
 		c.st |= stShutWr
 	}
-	err := l.flushLocked(c)
-	pending := c.pending
-	c.mu.Unlock()
-	if err != nil {
-		l.closeConn(c, err)
-		return
-	}
-	l.settle(c, pending)
+	l.flushUnlock(c)
 }
 
 func (l *loop) writable(c *conn) {
 	c.mu.Lock()
+	l.flushUnlock(c)
+}
+
+// flushUnlock flushes c's outbox with c.mu held, releases the lock, then
+// settles interest and timers, or closes c if the write failed.
+func (l *loop) flushUnlock(c *conn) {
 	err := l.flushLocked(c)
 	pending := c.pending
 	c.mu.Unlock()

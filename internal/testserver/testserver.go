@@ -5,6 +5,7 @@ package testserver
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -44,4 +45,17 @@ func Start(t testing.TB, addr string, h switchboard.Handler, opts ...switchboard
 		}
 	})
 	return netaddr.Format(lns[0].Addr()), srv
+}
+
+// FreeAddr returns a loopback address that nothing listens on, for tests
+// of refused connections.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
