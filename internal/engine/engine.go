@@ -120,7 +120,7 @@ const ReadBufferSize = 64 << 10
 // Normalize fills defaults in place and returns cfg for chaining.
 func (cfg *Config) Normalize() *Config {
 	if cfg.Codec == nil {
-		cfg.Codec = rawCodec{}
+		cfg.Codec = framing.Raw(framing.DefaultMaxFrame)
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
@@ -165,21 +165,6 @@ type Stats struct {
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
 }
-
-// rawCodec is the fallback when no codec is configured: one read, one
-// message. It lives here so engines need nothing else to run.
-type rawCodec struct{}
-
-func (rawCodec) Decode(buf []byte, atEOF bool) ([]byte, int, error) {
-	if len(buf) == 0 {
-		return nil, 0, nil
-	}
-	return buf, len(buf), nil
-}
-func (rawCodec) Append(dst, msg []byte) ([]byte, error) { return append(dst, msg...), nil }
-func (rawCodec) Overhead() int                          { return 0 }
-func (rawCodec) MaxFrame() int                          { return framing.DefaultMaxFrame }
-func (rawCodec) String() string                         { return "raw" }
 
 // CountClose adds a connection closed for err to the matching counter.
 func (s *Stats) CountClose(err error) {
