@@ -1,0 +1,232 @@
+package tlsloop
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// wire is the net.Conn under the tls.Conn. Its input is what the loop
+// fed; its output is appended to a buffer the loop drains. It blocks only
+// while a handshake goroutine reads it: afterwards an empty input is
+// reported as errWouldBlock, which crypto/tls's record reader returns to
+// its caller without recording it as the connection's error (readRecordOrCCS
+// keeps an error only when it is not a temporary net.Error).
+type wire struct {
+	mu   sync.Mutex
+	cond sync.Cond // Read waits on it while blocking
+
+	in  []byte // fed ciphertext; in[off:] is not yet read
+	off int
+	out []byte // ciphertext for the loop to send
+
+	blocking bool // a handshake goroutine reads: Read waits for input
+	expired  bool // the handshake timeout fired: a blocked Read gives up
+	eof      bool // the peer shut down its write half
+	closed   bool
+
+	// onOutput is called, without mu held, when a write made while
+	// blocking turns out from empty to non-empty.
+	onOutput func()
+}
+
+// errWouldBlock is what wire.Read returns when no input is buffered and no
+// goroutine may wait for it. crypto/tls passes it up unchanged.
+var errWouldBlock error = wouldBlockError{}
+
+type wouldBlockError struct{}
+
+func (wouldBlockError) Error() string   { return "tlsloop: no input buffered" }
+func (wouldBlockError) Timeout() bool   { return true }
+func (wouldBlockError) Temporary() bool { return true }
+
+// errExpired is what a blocked handshake read returns once the handshake
+// timeout has fired. Conn reports the timeout from its own state, so the
+// wording here never reaches a user.
+var errExpired = os.ErrDeadlineExceeded
+
+// Feed buffers, copying. Pooled storage makes steady traffic allocation
+// free, and is given back as soon as the tls.Conn has read it all.
+func (w *wire) feed(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.eof {
+		return
+	}
+	if w.off == len(w.in) {
+		w.in, w.off = w.in[:0], 0
+	}
+	if w.in == nil {
+		w.in = getBuf(len(p))
+	} else if cap(w.in)-len(w.in) < len(p) && w.off > 0 {
+		n := copy(w.in, w.in[w.off:])
+		w.in, w.off = w.in[:n], 0
+	}
+	w.in = append(w.in, p...)
+	if w.blocking {
+		w.cond.Signal()
+	}
+}
+
+func (w *wire) feedEOF() {
+	w.mu.Lock()
+	w.eof = true
+	if w.blocking {
+		w.cond.Signal()
+	}
+	w.mu.Unlock()
+}
+
+// buffered returns how many fed bytes the tls.Conn has not read yet.
+func (w *wire) buffered() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.in) - w.off
+}
+
+func (w *wire) Read(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		if w.off < len(w.in) {
+			n := copy(p, w.in[w.off:])
+			w.off += n
+			if w.off == len(w.in) {
+				putBuf(w.in)
+				w.in, w.off = nil, 0
+			}
+			return n, nil
+		}
+		switch {
+		case w.closed:
+			return 0, net.ErrClosed
+		case w.eof:
+			return 0, io.EOF
+		case !w.blocking:
+			return 0, errWouldBlock
+		case w.expired:
+			return 0, errExpired
+		}
+		w.cond.Wait()
+	}
+}
+
+func (w *wire) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	notify := w.blocking && len(w.out) == 0 && len(p) > 0
+	w.out = append(w.out, p...)
+	w.mu.Unlock()
+	if notify && w.onOutput != nil {
+		w.onOutput()
+	}
+	return len(p), nil
+}
+
+// takeOutput appends the pending output to dst and lets the wire forget
+// its own buffer.
+func (w *wire) takeOutput(dst []byte) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.out) > 0 {
+		dst = append(dst, w.out...)
+	}
+	w.out = nil
+	return dst
+}
+
+// sinkInto makes dst (after any pending output) the buffer writes append
+// to, so the records of one Seal go straight into the loop's outbox; the
+// caller takes it back with takeSink.
+func (w *wire) sinkInto(dst []byte) {
+	w.mu.Lock()
+	if len(w.out) > 0 {
+		dst = append(dst, w.out...)
+	}
+	w.out = dst
+	w.mu.Unlock()
+}
+
+func (w *wire) takeSink() []byte {
+	w.mu.Lock()
+	dst := w.out
+	w.out = nil
+	w.mu.Unlock()
+	return dst
+}
+
+func (w *wire) setBlocking(b bool) {
+	w.mu.Lock()
+	w.blocking = b
+	w.mu.Unlock()
+}
+
+func (w *wire) expire() {
+	w.mu.Lock()
+	w.expired = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+func (w *wire) wasExpired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.expired
+}
+
+func (w *wire) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	putBuf(w.in)
+	w.in, w.off = nil, 0
+	w.cond.Broadcast()
+	return nil
+}
+
+// Deadlines are the Conn's business (the handshake timer): crypto/tls sets
+// a write deadline before close_notify, and writes here never block.
+func (w *wire) SetDeadline(time.Time) error      { return nil }
+func (w *wire) SetReadDeadline(time.Time) error  { return nil }
+func (w *wire) SetWriteDeadline(time.Time) error { return nil }
+
+// The engine knows the addresses; crypto/tls never asks.
+func (w *wire) LocalAddr() net.Addr  { return wireAddr{} }
+func (w *wire) RemoteAddr() net.Addr { return wireAddr{} }
+
+type wireAddr struct{}
+
+func (wireAddr) Network() string { return "tlsloop" }
+func (wireAddr) String() string  { return "tlsloop" }
+
+// Feed storage: one size class, big enough for what a loop reads from a
+// socket at once. Larger feeds get a buffer of their own, not pooled.
+const poolBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, poolBufSize); return &b }}
+
+func getBuf(n int) []byte {
+	if n > poolBufSize {
+		return make([]byte, 0, n)
+	}
+	return (*bufPool.Get().(*[]byte))[:0]
+}
+
+func putBuf(b []byte) {
+	if cap(b) != poolBufSize {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}
