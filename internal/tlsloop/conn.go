@@ -99,9 +99,10 @@ const (
 	stateFailed
 )
 
-// Conn is one TLS connection driven by an event loop. Feed, FeedEOF,
-// Read, Seal, Output, CloseWrite, Close and ConnectionState belong to the
-// loop's goroutine; Buffered and Output are also safe from others.
+// Conn is one TLS connection driven by an event loop. Its methods belong
+// to the loop's goroutine (one goroutine at a time, in any case): once the
+// handshake is over, the loop has the in-memory conn to itself and takes
+// no lock.
 type Conn struct {
 	w   wire
 	tc  *tls.Conn
@@ -160,7 +161,7 @@ func (c *Conn) Start() {
 func (c *Conn) run() {
 	err := c.tc.Handshake()
 	c.timer.Stop()
-	c.w.setBlocking(false)
+	c.w.endHandshake()
 	if c.cfg.Limiter != nil {
 		c.cfg.Limiter.release()
 	}
@@ -168,8 +169,17 @@ func (c *Conn) run() {
 		c.fail(c.handshakeError(err))
 		return
 	}
+	c.timer = nil
 	c.state.Store(stateReady)
-	c.ev.HandshakeDone(nil)
+	c.done(nil)
+}
+
+// done calls HandshakeDone and forgets the Events, which a Conn has no
+// more use for: an idle connection keeps nothing of its handshake.
+func (c *Conn) done(err error) {
+	ev := c.ev
+	c.ev = nil
+	ev.HandshakeDone(err)
 }
 
 // granted is called by the Limiter, on a goroutine of its own, when a
@@ -182,13 +192,13 @@ func (c *Conn) granted() {
 func (c *Conn) fail(err error) {
 	c.herr = err
 	c.state.Store(stateFailed)
-	c.ev.HandshakeDone(err)
+	c.done(err)
 }
 
 // expire is the handshake timer's function.
 func (c *Conn) expire() {
 	if lim := c.cfg.Limiter; lim != nil && lim.remove(c) {
-		c.w.setBlocking(false)
+		c.w.endHandshake()
 		c.fail(fmt.Errorf("%w: timed out after %v waiting for a handshake slot (%d running)",
 			ErrHandshake, c.cfg.timeout(), lim.max))
 		return

@@ -525,3 +525,55 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("after all: Running %d, Waiting %d", lim.Running(), lim.Waiting())
 	}
 }
+
+// TestDataWithFinished: a TLS 1.3 client may send application data right
+// behind its Finished, in the same read. The handshake goroutine may read
+// it along with the Finished; it must come out of Read once the handshake
+// is done, not be lost.
+func TestDataWithFinished(t *testing.T) {
+	set := certs(t, testcert.ECDSAP256)
+	se, ce := newChanEvents(), newChanEvents()
+	srv := tlsloop.Server(&tlsloop.Config{TLS: set.ServerConfig()}, se)
+	cli := tlsloop.Client(&tlsloop.Config{TLS: set.ClientConfig()}, ce)
+	defer srv.Close()
+	defer cli.Close()
+	srv.Start()
+	cli.Start()
+	// Until the client is done, move everything but its last flight: the
+	// client speaks twice, its hello and then its Finished.
+	deadline := time.After(10 * time.Second)
+	movedHello := false
+	for done := false; !done; {
+		select {
+		case <-ce.out:
+		case <-se.out:
+		case err := <-ce.done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+			continue
+		case <-deadline:
+			t.Fatal("client handshake did not finish")
+		}
+		cli.Feed(srv.Output(nil))
+		if !movedHello {
+			if hello := cli.Output(nil); len(hello) > 0 {
+				srv.Feed(hello)
+				movedHello = true
+			}
+		}
+	}
+	flight, err := cli.Seal(cli.Output(nil), []byte("right behind Finished"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Feed(flight)
+	if err := waitErr(t, se.done, "server handshake"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(srv)
+	if string(got) != "right behind Finished" || err != tlsloop.ErrWouldBlock {
+		t.Fatalf("after the handshake: %q, %v", got, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,9 +19,15 @@ type wire struct {
 	mu   sync.Mutex
 	cond sync.Cond // Read waits on it while blocking
 
-	in  []byte // fed ciphertext; in[off:] is not yet read
-	off int
-	out []byte // ciphertext for the loop to send
+	in     []byte // fed ciphertext; in[off:] is not yet read
+	off    int
+	pooled *[]byte // the pool's holder of in's storage, when it came from the pool
+	out    []byte  // ciphertext for the loop to send
+
+	// solo is set, under mu, when the handshake goroutine is done with
+	// the wire: from then on only the loop uses it (the timer may still
+	// set expired, which the loop never reads), and takes no lock.
+	solo atomic.Bool
 
 	blocking bool // a handshake goroutine reads: Read waits for input
 	expired  bool // the handshake timeout fired: a blocked Read gives up
@@ -53,8 +60,7 @@ func (w *wire) feed(p []byte) {
 	if len(p) == 0 {
 		return
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.unlock(w.lock())
 	if w.closed || w.eof {
 		return
 	}
@@ -62,7 +68,7 @@ func (w *wire) feed(p []byte) {
 		w.in, w.off = w.in[:0], 0
 	}
 	if w.in == nil {
-		w.in = getBuf(len(p))
+		w.getBuf(len(p))
 	} else if cap(w.in)-len(w.in) < len(p) && w.off > 0 {
 		n := copy(w.in, w.in[w.off:])
 		w.in, w.off = w.in[:n], 0
@@ -74,31 +80,28 @@ func (w *wire) feed(p []byte) {
 }
 
 func (w *wire) feedEOF() {
-	w.mu.Lock()
+	locked := w.lock()
 	w.eof = true
 	if w.blocking {
 		w.cond.Signal()
 	}
-	w.mu.Unlock()
+	w.unlock(locked)
 }
 
 // buffered returns how many fed bytes the tls.Conn has not read yet.
 func (w *wire) buffered() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.unlock(w.lock())
 	return len(w.in) - w.off
 }
 
 func (w *wire) Read(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.unlock(w.lock())
 	for {
 		if w.off < len(w.in) {
 			n := copy(p, w.in[w.off:])
 			w.off += n
 			if w.off == len(w.in) {
-				putBuf(w.in)
-				w.in, w.off = nil, 0
+				w.putBuf()
 			}
 			return n, nil
 		}
@@ -117,16 +120,19 @@ func (w *wire) Read(p []byte) (int, error) {
 }
 
 func (w *wire) Write(p []byte) (int, error) {
-	w.mu.Lock()
+	locked := w.lock()
 	if w.closed {
-		w.mu.Unlock()
+		w.unlock(locked)
 		return 0, net.ErrClosed
 	}
-	notify := w.blocking && len(w.out) == 0 && len(p) > 0
+	var notify func()
+	if w.blocking && len(w.out) == 0 && len(p) > 0 {
+		notify = w.onOutput
+	}
 	w.out = append(w.out, p...)
-	w.mu.Unlock()
-	if notify && w.onOutput != nil {
-		w.onOutput()
+	w.unlock(locked)
+	if notify != nil {
+		notify()
 	}
 	return len(p), nil
 }
@@ -134,8 +140,7 @@ func (w *wire) Write(p []byte) (int, error) {
 // takeOutput appends the pending output to dst and lets the wire forget
 // its own buffer.
 func (w *wire) takeOutput(dst []byte) []byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.unlock(w.lock())
 	if len(w.out) > 0 {
 		dst = append(dst, w.out...)
 	}
@@ -147,19 +152,19 @@ func (w *wire) takeOutput(dst []byte) []byte {
 // to, so the records of one Seal go straight into the loop's outbox; the
 // caller takes it back with takeSink.
 func (w *wire) sinkInto(dst []byte) {
-	w.mu.Lock()
+	locked := w.lock()
 	if len(w.out) > 0 {
 		dst = append(dst, w.out...)
 	}
 	w.out = dst
-	w.mu.Unlock()
+	w.unlock(locked)
 }
 
 func (w *wire) takeSink() []byte {
-	w.mu.Lock()
+	locked := w.lock()
 	dst := w.out
 	w.out = nil
-	w.mu.Unlock()
+	w.unlock(locked)
 	return dst
 }
 
@@ -167,6 +172,31 @@ func (w *wire) setBlocking(b bool) {
 	w.mu.Lock()
 	w.blocking = b
 	w.mu.Unlock()
+}
+
+// endHandshake stops blocking reads and output notices for good.
+func (w *wire) endHandshake() {
+	w.mu.Lock()
+	w.blocking = false
+	w.onOutput = nil
+	w.solo.Store(true)
+	w.mu.Unlock()
+}
+
+// lock takes mu unless the loop has the wire to itself, and says whether
+// it did, for unlock: solo may be set while lock waits for mu.
+func (w *wire) lock() bool {
+	if w.solo.Load() {
+		return false
+	}
+	w.mu.Lock()
+	return true
+}
+
+func (w *wire) unlock(locked bool) {
+	if locked {
+		w.mu.Unlock()
+	}
 }
 
 func (w *wire) expire() {
@@ -183,14 +213,12 @@ func (w *wire) wasExpired() bool {
 }
 
 func (w *wire) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.unlock(w.lock())
 	if w.closed {
 		return nil
 	}
 	w.closed = true
-	putBuf(w.in)
-	w.in, w.off = nil, 0
+	w.putBuf()
 	w.cond.Broadcast()
 	return nil
 }
@@ -216,17 +244,21 @@ const poolBufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, poolBufSize); return &b }}
 
-func getBuf(n int) []byte {
+func (w *wire) getBuf(n int) {
 	if n > poolBufSize {
-		return make([]byte, 0, n)
-	}
-	return (*bufPool.Get().(*[]byte))[:0]
-}
-
-func putBuf(b []byte) {
-	if cap(b) != poolBufSize {
+		w.in = make([]byte, 0, n)
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	w.pooled = bufPool.Get().(*[]byte)
+	w.in = (*w.pooled)[:0]
+}
+
+// putBuf empties in, giving its storage back to the pool if it is still
+// the pool's (a feed that outgrew it left it to the collector).
+func (w *wire) putBuf() {
+	if w.pooled != nil && cap(w.in) == poolBufSize {
+		*w.pooled = w.in[:0]
+		bufPool.Put(w.pooled)
+	}
+	w.in, w.off, w.pooled = nil, 0, nil
 }
