@@ -484,6 +484,9 @@ func TestLimiter(t *testing.T) {
 		if len(s.srv.Output(nil)) != 0 {
 			t.Fatal("a queued handshake answered")
 		}
+		if s.srv.Buffered() == 0 {
+			t.Fatal("the ClientHello fed to a queued connection is not buffered")
+		}
 	}
 
 	holder.Close()
