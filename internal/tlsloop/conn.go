@@ -151,7 +151,17 @@ func (c *Conn) Start() {
 	}
 	c.w.setBlocking(true)
 	c.timer = time.AfterFunc(c.cfg.timeout(), c.expire)
-	if c.cfg.Limiter == nil || c.cfg.Limiter.acquire(c) {
+	run := true
+	if lim := c.cfg.Limiter; lim != nil {
+		var expired bool
+		if run, expired = lim.acquire(c); expired {
+			// The timer fired before the connection could even queue.
+			c.w.endHandshake()
+			go c.fail(c.slotTimeout())
+			return
+		}
+	}
+	if run {
 		c.state.Store(stateRunning)
 		go c.run()
 	}
@@ -197,13 +207,19 @@ func (c *Conn) fail(err error) {
 
 // expire is the handshake timer's function.
 func (c *Conn) expire() {
-	if lim := c.cfg.Limiter; lim != nil && lim.remove(c) {
-		c.w.endHandshake()
-		c.fail(fmt.Errorf("%w: timed out after %v waiting for a handshake slot (%d running)",
-			ErrHandshake, c.cfg.timeout(), lim.max))
+	if lim := c.cfg.Limiter; lim != nil {
+		if lim.expire(c) {
+			c.w.endHandshake()
+			c.fail(c.slotTimeout())
+		}
 		return
 	}
 	c.w.expire()
+}
+
+func (c *Conn) slotTimeout() error {
+	return fmt.Errorf("%w: timed out after %v waiting for a handshake slot (%d running): %w",
+		ErrHandshake, c.cfg.timeout(), c.cfg.Limiter.max, errExpired)
 }
 
 func (c *Conn) handshakeError(err error) error {

@@ -580,3 +580,32 @@ func TestDataWithFinished(t *testing.T) {
 		t.Fatalf("after the handshake: %q, %v", got, err)
 	}
 }
+
+// TestTinyTimeout: a timeout so short that the timer may fire before the
+// connection has queued for a slot, or before its handshake has read
+// anything, still ends every handshake once, as a timeout, and leaves no
+// one in the queue.
+func TestTinyTimeout(t *testing.T) {
+	set := certs(t, testcert.ECDSAP256)
+	lim, _ := tlsloop.NewLimiter(1)
+	holderEv := newChanEvents()
+	holder := tlsloop.Server(&tlsloop.Config{TLS: set.ServerConfig(), Limiter: lim, HandshakeTimeout: time.Minute}, holderEv)
+	holder.Start()
+	for _, l := range []*tlsloop.Limiter{lim, nil} {
+		for range 50 {
+			ev := newChanEvents()
+			c := tlsloop.Server(&tlsloop.Config{TLS: set.ServerConfig(), Limiter: l, HandshakeTimeout: time.Nanosecond}, ev)
+			c.Start()
+			err := waitErr(t, ev.done, "tiny timeout")
+			if !errors.Is(err, tlsloop.ErrHandshake) || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("limiter %v: %v", l != nil, err)
+			}
+			c.Close()
+		}
+	}
+	if lim.Waiting() != 0 || lim.Running() != 1 {
+		t.Errorf("Waiting %d, Running %d; want 0, 1 (the holder)", lim.Waiting(), lim.Running())
+	}
+	holder.Close()
+	waitErr(t, holderEv.done, "holder end")
+}

@@ -43,13 +43,17 @@ func (l *Limiter) Waiting() int {
 	return l.waiting
 }
 
-// acquire takes a slot for c, or queues c and returns false.
-func (l *Limiter) acquire(c *Conn) bool {
+// acquire takes a slot for c (run), or queues c, unless c's handshake
+// timer has already fired (expired), in which case it does neither.
+func (l *Limiter) acquire(c *Conn) (run, expired bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c.w.wasExpired() {
+		return false, true
+	}
 	if l.running < l.max && l.head == nil {
 		l.running++
-		return true
+		return true, false
 	}
 	c.queued = true
 	c.qprev, c.qnext = l.tail, nil
@@ -60,7 +64,7 @@ func (l *Limiter) acquire(c *Conn) bool {
 	}
 	l.tail = c
 	l.waiting++
-	return false
+	return false, false
 }
 
 // release frees a slot, handing it to the oldest waiting connection.
@@ -75,6 +79,22 @@ func (l *Limiter) release() {
 	l.unlink(next)
 	l.mu.Unlock()
 	go next.granted()
+}
+
+// expire is c's handshake timer firing: it takes c out of the queue and
+// reports true if c was waiting; otherwise it marks c's wire expired, so
+// that a running handshake gives up, and acquire does not queue c later.
+// Both under mu, so the timer cannot fall between acquire's check and c
+// joining the queue.
+func (l *Limiter) expire(c *Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c.queued {
+		l.unlink(c)
+		return true
+	}
+	c.w.expire()
+	return false
 }
 
 // remove takes c out of the queue, reporting whether it was there (a
