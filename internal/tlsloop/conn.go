@@ -109,6 +109,11 @@ type Conn struct {
 	cfg *Config
 	ev  Events
 
+	// more is set while crypto/tls may hold plaintext or records that
+	// Read has not asked for; until the first Read after the handshake,
+	// say, which may find records the handshake read with its last.
+	more bool
+
 	state  atomic.Int32
 	herr   error       // the handshake's error, set before state becomes stateFailed
 	timer  *time.Timer // the handshake timeout, nil once it has ended
@@ -137,7 +142,7 @@ func Client(cfg *Config, ev Events) *Conn {
 }
 
 func newConn(cfg *Config, ev Events) *Conn {
-	c := &Conn{cfg: cfg, ev: ev}
+	c := &Conn{cfg: cfg, ev: ev, more: true}
 	c.w.cond.L = &c.w.mu
 	c.w.onOutput = ev.Output
 	return c
@@ -271,7 +276,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 	default:
 		return 0, ErrWouldBlock
 	}
+	if !c.more && !c.w.progress() {
+		// Nothing crypto/tls could use: spare it the attempt.
+		return 0, ErrWouldBlock
+	}
 	n, err := c.tc.Read(p)
+	// A Read that filled p may have left plaintext of the same record;
+	// one that did not has emptied it (crypto/tls returns one record's
+	// data at most), and errors other than ErrWouldBlock are final, so
+	// they are for crypto/tls to repeat.
+	c.more = n == len(p) || (err != nil && err != errWouldBlock)
 	if err == errWouldBlock {
 		if n > 0 {
 			// A partial alert after the data: crypto/tls looked ahead for

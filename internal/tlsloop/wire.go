@@ -29,6 +29,8 @@ type wire struct {
 	// set expired, which the loop never reads), and takes no lock.
 	solo atomic.Bool
 
+	rec recordCursor // where the bytes handed to the tls.Conn stand in the record stream
+
 	blocking bool // a handshake goroutine reads: Read waits for input
 	expired  bool // the handshake timeout fired: a blocked Read gives up
 	eof      bool // the peer shut down its write half
@@ -88,17 +90,39 @@ func (w *wire) feedEOF() {
 	w.unlock(locked)
 }
 
+// progress reports whether the tls.Conn could do more with what is fed:
+// the input ended, a record header it has not seen is all here (it
+// validates headers before waiting for bodies), or the rest of the record
+// it is reading is.
+func (w *wire) progress() bool {
+	defer w.unlock(w.lock())
+	if w.closed || w.eof {
+		return true
+	}
+	avail := len(w.in) - w.off
+	if w.rec.have < recordHeaderLen {
+		return avail >= recordHeaderLen-w.rec.have
+	}
+	return avail >= w.rec.body
+}
+
 // buffered returns how many fed bytes the tls.Conn has not read yet.
 func (w *wire) buffered() int {
 	defer w.unlock(w.lock())
 	return len(w.in) - w.off
 }
 
+// Read hands the tls.Conn fed bytes, never past the end of the record it
+// is reading. crypto/tls asks for bytes only to complete the record in
+// hand, so it then holds nothing beyond that record, and the wire alone
+// can tell whether another Read could make progress (progress).
 func (w *wire) Read(p []byte) (int, error) {
 	defer w.unlock(w.lock())
 	for {
 		if w.off < len(w.in) {
-			n := copy(p, w.in[w.off:])
+			avail := w.in[w.off:]
+			n := copy(p, avail[:w.rec.limit(avail)])
+			w.rec.advance(avail[:n])
 			w.off += n
 			if w.off == len(w.in) {
 				w.putBuf()
@@ -261,4 +285,54 @@ func (w *wire) putBuf() {
 		bufPool.Put(w.pooled)
 	}
 	w.in, w.off, w.pooled = nil, 0, nil
+}
+
+// recordCursor follows the TLS record framing (a 5-byte header whose last
+// two bytes are the body's length) of the bytes handed to the tls.Conn.
+// It only counts: crypto/tls validates records, and garbage merely gives
+// odd boundaries.
+type recordCursor struct {
+	hdr  [recordHeaderLen]byte
+	have int // header bytes handed so far; recordHeaderLen once the body is reached
+	body int // body bytes still to hand, once the header is complete
+}
+
+const recordHeaderLen = 5
+
+// left returns how many bytes complete the current record, as far as
+// avail (the bytes after those handed) tells: the exact count once the
+// header is known, else a lower bound beyond len(avail).
+func (r *recordCursor) left(avail []byte) int {
+	if r.have == recordHeaderLen {
+		return r.body
+	}
+	need := recordHeaderLen - r.have
+	if len(avail) < need {
+		return len(avail) + 1
+	}
+	var hdr [recordHeaderLen]byte
+	copy(hdr[:], r.hdr[:r.have])
+	copy(hdr[r.have:], avail[:need])
+	return need + (int(hdr[3])<<8 | int(hdr[4]))
+}
+
+// limit returns how many of avail may be handed without passing the end
+// of the current record.
+func (r *recordCursor) limit(avail []byte) int { return min(len(avail), r.left(avail)) }
+
+// advance moves past b, handed to the tls.Conn (never past a record end).
+func (r *recordCursor) advance(b []byte) {
+	if r.have < recordHeaderLen {
+		k := copy(r.hdr[r.have:], b)
+		r.have += k
+		b = b[k:]
+		if r.have < recordHeaderLen {
+			return
+		}
+		r.body = int(r.hdr[3])<<8 | int(r.hdr[4])
+	}
+	r.body -= len(b)
+	if r.body == 0 {
+		r.have = 0
+	}
 }
