@@ -111,6 +111,8 @@ func BenchmarkHandshake(b *testing.B) {
 	b.Run("impl=tlsloop", func(b *testing.B) {
 		cfg := &tlsloop.Config{TLS: scfg}
 		var scratch []byte
+		cpu := startCPU(b)
+		defer cpu.stop()
 		for range b.N {
 			l := newLink()
 			cli := tls.Client(l.end(0), ccfg)
@@ -143,6 +145,8 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 	})
 	b.Run("impl=crypto-tls", func(b *testing.B) {
+		cpu := startCPU(b)
+		defer cpu.stop()
 		for range b.N {
 			l := newLink()
 			cli := tls.Client(l.end(0), ccfg)
@@ -182,6 +186,8 @@ func BenchmarkEcho(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU(b)
+			defer cpu.stop()
 			for range b.N {
 				if _, err := cli.Write(msg); err != nil {
 					b.Fatal(err)
@@ -229,6 +235,8 @@ func BenchmarkEcho(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU(b)
+			defer cpu.stop()
 			for range b.N {
 				if _, err := cli.Write(msg); err != nil {
 					b.Fatal(err)
@@ -277,6 +285,24 @@ func handshakeLoop(b *testing.B, l *link, cli *tls.Conn, scfg *tls.Config) *tlsl
 	srv.Feed(l.take(1, nil))
 	readAll(srv)
 	return srv
+}
+
+// cpuMeter reports process CPU time per operation as cpu-ns/op.
+type cpuMeter struct {
+	b     *testing.B
+	start time.Duration
+	ok    bool
+}
+
+func startCPU(b *testing.B) cpuMeter {
+	t, ok := processCPU()
+	return cpuMeter{b, t, ok}
+}
+
+func (m cpuMeter) stop() {
+	if t, ok := processCPU(); ok && m.ok && m.b.N > 0 {
+		m.b.ReportMetric(float64(t-m.start)/float64(m.b.N), "cpu-ns/op")
+	}
 }
 
 func sizeName(n int) string {

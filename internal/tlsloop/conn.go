@@ -9,6 +9,9 @@
 // of crypto/tls's record reader: an error from the underlying conn that is
 // a temporary net.Error is returned to the caller but not kept as the
 // connection's error, so a later Read resumes where the record left off.
+// The in-memory conn hands crypto/tls one record at a time, so Read knows
+// without asking it when no record can be complete, and crypto/tls never
+// buffers more than the record in hand.
 //
 // The handshake's errors are sticky, so it cannot be resumed that way: it
 // runs on a short-lived goroutine, bounded by a timeout and by a Limiter

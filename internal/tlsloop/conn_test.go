@@ -100,8 +100,9 @@ func testEcho(t *testing.T, k testcert.KeyType, ver uint16, split int) {
 
 // TestWouldBlockIsNotSticky feeds a record a byte at a time, calling Read
 // after each byte: every Read before the last byte says ErrWouldBlock, the
-// last one returns the plaintext, and the connection goes on working. The
-// whole design rests on crypto/tls not keeping that error.
+// last one returns the plaintext, and the connection goes on working.
+// (TestRecordReaderResumes shows the same of crypto/tls itself, which Conn
+// spares most of those calls.)
 func TestWouldBlockIsNotSticky(t *testing.T) {
 	for _, ver := range versions {
 		t.Run(ver.name, func(t *testing.T) {
