@@ -116,20 +116,39 @@ type target struct {
 	dir  string
 }
 
-// selectMaxConns is how many connections the select model is given: its
-// descriptors must stay below FD_SETSIZE (1024), and the process holds a
-// few of its own (stdio, the listener, the poller's wake-up pipe).
-const selectMaxConns = 1000
+// fdHeadroom is how many descriptors below a model's ceiling (select's
+// FD_SETSIZE) the server process keeps for its own: stdio, the listener, the
+// poller's wake-up pipe.
+const fdHeadroom = 24
+
+// capsOf returns what the model behind t can do; peers are not models and
+// have no limits of that kind.
+func capsOf(t target) switchboard.ModelInfo {
+	if t.Peer {
+		return switchboard.ModelInfo{Name: t.Name}
+	}
+	info, _ := switchboard.LookupModel(t.Name)
+	return info
+}
+
+// maxConnsOf is how many connections t is given, 0 for no limit.
+func maxConnsOf(t target) int {
+	if m := capsOf(t).MaxFD; m > 0 {
+		return m - fdHeadroom
+	}
+	return 0
+}
 
 // skipReason says why target cannot run c, or "".
 func (cmp *comparer) skipReason(t target, c cell) string {
-	switch {
+	caps := capsOf(t)
+	switch max := maxConnsOf(t); {
 	case t.Peer && cmp.codec.String() != "raw":
 		return "the peers echo raw bytes only; skipped with --framing " + cmp.codec.String()
-	case t.Name == switchboard.ModelBlocking && (c.Conns > 1 || c.HoldIdle > 0):
+	case caps.Iterative && (c.Conns > 1 || c.HoldIdle > 0):
 		return "serves one connection at a time (the seeds' first server); only cells of 1 connection and no idle ones"
-	case t.Name == switchboard.ModelSelect && c.Conns+c.HoldIdle > selectMaxConns:
-		return fmt.Sprintf("select(2) cannot watch descriptors >= FD_SETSIZE 1024; skipped cells of more than %d connections", selectMaxConns)
+	case max > 0 && c.Conns+c.HoldIdle > max:
+		return fmt.Sprintf("%s cannot watch descriptors >= %d; skipped cells of more than %d connections", t.Name, caps.MaxFD, max)
 	}
 	return ""
 }
@@ -139,11 +158,12 @@ func (cmp *comparer) holdIdleFor(t target) []int {
 	if !cmp.f.idleScaling {
 		return cmp.holdIdle
 	}
-	switch t.Name {
-	case switchboard.ModelSelect:
-		return []int{0, 500, 900}
-	case switchboard.ModelBlocking:
+	if capsOf(t).Iterative {
 		return []int{0}
+	}
+	if max := maxConnsOf(t); max > 0 {
+		// The seeds' claim within what select can watch: 0, 500, 900.
+		return []int{0, max / 2, max * 9 / 10}
 	}
 	return []int{0, 1000, 5000, 10000}
 }
@@ -572,12 +592,12 @@ func (cmp *comparer) measure(ctx context.Context) {
 			c := cell{HoldIdle: cmp.f.idle}
 			for i := range cmp.targets {
 				t := cmp.targets[(i+r)%len(cmp.targets)]
-				switch {
-				case t.Name == switchboard.ModelBlocking:
+				switch max := maxConnsOf(t); {
+				case capsOf(t).Iterative:
 					cmp.skip("%s idle memory: accepts one connection at a time; the others wait in the kernel's backlog", t.Name)
 					continue
-				case t.Name == switchboard.ModelSelect && cmp.f.idle > selectMaxConns:
-					cmp.skip("%s idle memory: %d connections exceed what select(2) can watch (FD_SETSIZE 1024)", t.Name, cmp.f.idle)
+				case max > 0 && cmp.f.idle > max:
+					cmp.skip("%s idle memory: %d connections exceed what it can watch (descriptors below %d)", t.Name, cmp.f.idle, capsOf(t).MaxFD)
 					continue
 				}
 				jobs = append(jobs, job{t: t, c: c, repeat: r, idle: true})
