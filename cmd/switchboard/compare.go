@@ -50,11 +50,13 @@ active connections while K are idle: K = 0, 500, 900 for select, whose
 descriptors must stay below FD_SETSIZE 1024; 0, 1000, 5000, 10000 for the
 others). --idle N measures the server's memory per idle connection.
 
---peers adds other servers users would pick, run the same way: a minimal
-single-threaded C epoll echo (built with the system C compiler), Node's net
-echo, Python asyncio on uvloop and cloudwego/netpoll. Their sources are in
+--peers adds other servers users would pick, run the same way: minimal
+single-threaded C echo servers on epoll and on io_uring (built with the
+system C compiler; c-uring links Debian's liburing-dev), Node's net echo,
+Python asyncio on uvloop and cloudwego/netpoll. Their sources are in
 bench/peers; a peer that cannot be built or run here is skipped with the
-reason.`,
+reason. Server CPU per message is also given as a ratio to c-epoll's,
+c-uring's and goroutine's in the same cell, for those that ran.`,
 		Args: wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCompare(cmd, &f) },
 	}
@@ -69,7 +71,7 @@ reason.`,
 	fl.IntVar(&f.idle, "idle", 0, "also measure server memory (RSS) per idle connection with this many held open")
 	fl.StringVar(&f.holdIdle, "hold-idle", "0", "idle connections held open during each cell, comma-separated")
 	fl.BoolVar(&f.idleScaling, "idle-scaling", false, "run the idle-scaling experiment: --hold-idle per model as the seeds claim (default cell 100x64x1)")
-	fl.StringVar(&f.peers, "peers", "", "also run peers: --peers for all, or --peers=NAME,... among "+strings.Join(peerNames, ","))
+	fl.StringVar(&f.peers, "peers", "", "also run peers: --peers for all, or --peers=NAME,... among "+strings.Join(peerNames(), ","))
 	fl.Lookup("peers").NoOptDefVal = "all"
 	fl.StringVar(&f.peersDir, "peers-dir", "", "directory of the peers' sources (default: bench/peers of the repository around the current directory)")
 	fl.StringVar(&f.plot, "plot", "", "draw the tables as an SVG chart into FILE.svg")
@@ -112,7 +114,7 @@ func runCompare(cmd *cobra.Command, f *compareFlags) error {
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
 	if f.peers != "" {
-		cmp.addPeers(ctx)
+		cmp.addPeers(ctx, peerTable)
 	}
 	if len(cmp.plan.load) > 0 {
 		if err := pinSelf(cmp.plan.load); err != nil {

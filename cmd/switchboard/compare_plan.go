@@ -142,8 +142,8 @@ func newComparer(cmd *cobra.Command, f *compareFlags) (*comparer, error) {
 	var err error
 	if f.peers != "" && f.peers != "all" {
 		for p := range strings.SplitSeq(f.peers, ",") {
-			if !slices.Contains(peerNames, strings.TrimSpace(p)) {
-				return nil, usagef("--peers: unknown peer %q (want all or some of %s)", p, strings.Join(peerNames, ","))
+			if !slices.Contains(peerNames(), strings.TrimSpace(p)) {
+				return nil, usagef("--peers: unknown peer %q (want all or some of %s)", p, strings.Join(peerNames(), ","))
 			}
 		}
 	}
@@ -247,4 +247,57 @@ func (cmp *comparer) config(c cell) loadgen.Config {
 	cfg.Codec = cmp.codec
 	cfg.Expect = loadgen.ExpectEcho
 	return cfg
+}
+
+// job is one run of the schedule: target t on cell c, in repeat number
+// repeat (from 0); idle jobs measure memory with c.HoldIdle connections.
+type job struct {
+	t      target
+	c      cell
+	repeat int
+	idle   bool
+}
+
+// schedule lists every (repeat, cell, target) to run, alternating the
+// targets, then each repeat's idle-memory cell. What a target cannot run
+// is skipped here, with the reason.
+func (cmp *comparer) schedule() []job {
+	var jobs []job
+	for r := 0; r < cmp.f.repeat; r++ {
+		for _, base := range cmp.cells {
+			for _, k := range cmp.allHoldIdle() {
+				c := base
+				c.HoldIdle = k
+				// Each repeat starts with a different server, so none is
+				// always first after a cell change.
+				for i := range cmp.targets {
+					t := cmp.targets[(i+r)%len(cmp.targets)]
+					if !slices.Contains(cmp.holdIdleFor(t), k) {
+						continue
+					}
+					if why := cmp.skipReason(t, c); why != "" {
+						cmp.skip("%s %s: %s", t.Name, c, why)
+						continue
+					}
+					jobs = append(jobs, job{t: t, c: c, repeat: r})
+				}
+			}
+		}
+		if cmp.f.idle > 0 {
+			c := cell{HoldIdle: cmp.f.idle}
+			for i := range cmp.targets {
+				t := cmp.targets[(i+r)%len(cmp.targets)]
+				switch max := maxConnsOf(t); {
+				case capsOf(t).Iterative:
+					cmp.skip("%s idle memory: accepts one connection at a time; the others wait in the kernel's backlog", t.Name)
+					continue
+				case max > 0 && cmp.f.idle > max:
+					cmp.skip("%s idle memory: %d connections exceed what it can watch (descriptors below %d)", t.Name, cmp.f.idle, capsOf(t).MaxFD)
+					continue
+				}
+				jobs = append(jobs, job{t: t, c: c, repeat: r, idle: true})
+			}
+		}
+	}
+	return jobs
 }

@@ -22,16 +22,19 @@ import (
 
 // summary is the median and range of a target's runs of a cell.
 type summary struct {
-	Target    string  `json:"target"`
-	Cell      cell    `json:"cell"`
-	Runs      int     `json:"runs"`
-	Errors    int64   `json:"errors"`
-	MsgsPerS  stat    `json:"msgs_per_sec"`
-	P99       stat    `json:"p99_us"`
-	ServerCPU stat    `json:"server_cpu_us_per_msg"`
-	LoadCPU   stat    `json:"load_cpu_us_per_msg"`
-	Allocs    *stat   `json:"allocs_per_msg,omitempty"`
+	Target    string `json:"target"`
+	Cell      cell   `json:"cell"`
+	Runs      int    `json:"runs"`
+	Errors    int64  `json:"errors"`
+	MsgsPerS  stat   `json:"msgs_per_sec"`
+	P99       stat   `json:"p99_us"`
+	ServerCPU stat   `json:"server_cpu_us_per_msg"`
+	LoadCPU   stat   `json:"load_cpu_us_per_msg"`
+	Allocs    *stat  `json:"allocs_per_msg,omitempty"`
+	// VsC, VsURing and VsGo are ServerCPU's median over that of c-epoll,
+	// c-uring and goroutine in the same cell (ratioRefs), 0 without it.
 	VsC       float64 `json:"server_cpu_vs_c_epoll,omitempty"`
+	VsURing   float64 `json:"server_cpu_vs_c_uring,omitempty"`
 	VsGo      float64 `json:"server_cpu_vs_goroutine,omitempty"`
 	LoadBound int     `json:"runs_load_bound"`
 	Contended int     `json:"runs_contended"`
@@ -183,23 +186,40 @@ func (cmp *comparer) summarise() []summary {
 			}
 		}
 	}
-	// Ratios of server CPU per message to the C floor and to goroutine.
-	for i := range out {
-		for _, ref := range out {
-			if ref.Cell != out[i].Cell || ref.ServerCPU.Median == 0 {
-				continue
-			}
-			switch ref.Target {
-			case "c-epoll":
-				out[i].VsC = out[i].ServerCPU.Median / ref.ServerCPU.Median
-			case switchboard.ModelGoroutine:
-				out[i].VsGo = out[i].ServerCPU.Median / ref.ServerCPU.Median
-			}
-		}
-	}
+	setRatios(out)
 	return out
 }
 
+// ratioRefs are the servers whose CPU per message the others are divided
+// by: the C floors, epoll's and io_uring's, and Go's goroutine per
+// connection. Each is a column of the table when it ran.
+var ratioRefs = []struct {
+	target string
+	ratio  func(*summary) *float64
+}{
+	{"c-epoll", func(s *summary) *float64 { return &s.VsC }},
+	{"c-uring", func(s *summary) *float64 { return &s.VsURing }},
+	{switchboard.ModelGoroutine, func(s *summary) *float64 { return &s.VsGo }},
+}
+
+// setRatios fills each summary's ratios to the references that ran the
+// same cell and measured their CPU.
+func setRatios(sums []summary) {
+	for i := range sums {
+		for _, ref := range sums {
+			if ref.Cell != sums[i].Cell || ref.ServerCPU.Median == 0 {
+				continue
+			}
+			for _, r := range ratioRefs {
+				if r.target == ref.Target {
+					*r.ratio(&sums[i]) = sums[i].ServerCPU.Median / ref.ServerCPU.Median
+				}
+			}
+		}
+	}
+}
+
+// summariseIdle folds the idle-memory runs into one summary per target.
 func (cmp *comparer) summariseIdle() []idleSummary {
 	if cmp.f.idle == 0 {
 		return nil
@@ -240,17 +260,19 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 	f := cmp.f
 	fmt.Fprintf(w, "switchboard compare: %s, %d CPUs, %s %s, %s\n", m.CPU, m.CPUs, m.OS, m.Kernel, m.Go)
 	if len(cmp.cells) > 0 {
-		fmt.Fprintf(w, "  runs per cell: %d, servers alternated; %v measured after %v warm-up; %s framing; server on CPU %s (%d loop), load on CPU %s\n",
-			f.repeat, f.duration, f.warmup, cmp.codec, m.ServerCPU, f.loops, m.LoadCPU)
+		fmt.Fprintf(w, "  runs per cell: %d, servers alternated; %v measured after %v warm-up; %s framing; %s; %s\n",
+			f.repeat, f.duration, f.warmup, cmp.codec, plural(f.loops, "server loop"), fmtPlacement(m.ServerCPU, m.LoadCPU))
 		fmt.Fprintf(w, "  median (min-max); server µs/msg is the server's CPU time (user+system) per echoed message\n")
 	} else {
-		fmt.Fprintf(w, "  runs per server: %d, servers alternated; server on CPU %s, load on CPU %s; median (min-max)\n", f.repeat, m.ServerCPU, m.LoadCPU)
+		fmt.Fprintf(w, "  runs per server: %d, servers alternated; %s; median (min-max)\n", f.repeat, fmtPlacement(m.ServerCPU, m.LoadCPU))
 	}
-	hasC, hasGo, hasAllocs := false, false, false
+	hasAllocs := false
+	refs := make([]bool, len(ratioRefs)) // which ratio columns to print
 	for _, s := range sums {
-		hasC = hasC || s.VsC > 0
-		hasGo = hasGo || s.VsGo > 0
 		hasAllocs = hasAllocs || s.Allocs != nil
+		for i, r := range ratioRefs {
+			refs[i] = refs[i] || *r.ratio(&s) > 0
+		}
 	}
 	var lastCell cell
 	var tw *tabwriter.Writer
@@ -270,11 +292,10 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 			fmt.Fprintln(w)
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			hdr := "  server\tmsgs/s\t(min-max)\tp99\t(min-max)\tserver µs/msg\t(min-max)"
-			if hasC {
-				hdr += "\t×c-epoll"
-			}
-			if hasGo {
-				hdr += "\t×goroutine"
+			for i, r := range ratioRefs {
+				if refs[i] {
+					hdr += "\t×" + r.target
+				}
 			}
 			if hasAllocs {
 				hdr += "\tallocs/msg"
@@ -285,11 +306,10 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 			fmtCount(s.MsgsPerS.Median), fmtCount(s.MsgsPerS.Min), fmtCount(s.MsgsPerS.Max),
 			fmtUs(s.P99.Median), fmtUs(s.P99.Min), fmtUs(s.P99.Max),
 			s.ServerCPU.Median, s.ServerCPU.Min, s.ServerCPU.Max)
-		if hasC {
-			row += "\t" + fmtRatio(s.VsC)
-		}
-		if hasGo {
-			row += "\t" + fmtRatio(s.VsGo)
+		for i, r := range ratioRefs {
+			if refs[i] {
+				row += "\t" + fmtRatio(*r.ratio(&s))
+			}
 		}
 		if hasAllocs {
 			if s.Allocs != nil {

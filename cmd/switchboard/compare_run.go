@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,55 +23,12 @@ type runRecord struct {
 	AllocsPerMsg float64 `json:"allocs_per_msg"`
 }
 
-// measure runs every (repeat, cell, target), alternating the targets, then
-// the idle-memory cell.
+// measure runs the schedule's jobs in order, reporting each on stderr.
 func (cmp *comparer) measure(ctx context.Context) {
-	type job struct {
-		t      target
-		c      cell
-		repeat int
-		idle   bool
-	}
-	var jobs []job
-	for r := 0; r < cmp.f.repeat; r++ {
-		for _, base := range cmp.cells {
-			for _, k := range cmp.allHoldIdle() {
-				c := base
-				c.HoldIdle = k
-				// Each repeat starts with a different server, so none is
-				// always first after a cell change.
-				for i := range cmp.targets {
-					t := cmp.targets[(i+r)%len(cmp.targets)]
-					if !slices.Contains(cmp.holdIdleFor(t), k) {
-						continue
-					}
-					if why := cmp.skipReason(t, c); why != "" {
-						cmp.skip("%s %s: %s", t.Name, c, why)
-						continue
-					}
-					jobs = append(jobs, job{t: t, c: c, repeat: r})
-				}
-			}
-		}
-		if cmp.f.idle > 0 {
-			c := cell{HoldIdle: cmp.f.idle}
-			for i := range cmp.targets {
-				t := cmp.targets[(i+r)%len(cmp.targets)]
-				switch max := maxConnsOf(t); {
-				case capsOf(t).Iterative:
-					cmp.skip("%s idle memory: accepts one connection at a time; the others wait in the kernel's backlog", t.Name)
-					continue
-				case max > 0 && cmp.f.idle > max:
-					cmp.skip("%s idle memory: %d connections exceed what it can watch (descriptors below %d)", t.Name, cmp.f.idle, capsOf(t).MaxFD)
-					continue
-				}
-				jobs = append(jobs, job{t: t, c: c, repeat: r, idle: true})
-			}
-		}
-	}
+	jobs := cmp.schedule()
 	per := cmp.f.warmup + cmp.f.duration + time.Second
-	fmt.Fprintf(cmp.stderr, "switchboard compare: %d runs, about %v; server on CPU %s, load on CPU %s\n",
-		len(jobs), (time.Duration(len(jobs)) * per).Round(time.Second), fmtCPUs(cmp.plan.server), fmtCPUs(cmp.plan.load))
+	fmt.Fprintf(cmp.stderr, "switchboard compare: %d runs, about %v; %s\n",
+		len(jobs), (time.Duration(len(jobs)) * per).Round(time.Second), fmtPlacement(fmtCPUs(cmp.plan.server), fmtCPUs(cmp.plan.load)))
 	for i, j := range jobs {
 		if ctx.Err() != nil {
 			return

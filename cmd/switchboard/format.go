@@ -116,3 +116,12 @@ func fmtPlacement(server, load string) string {
 	}
 	return "server on CPU " + server + ", load on CPU " + load
 }
+
+// plural writes n and noun, with an s unless n is 1: "1 server loop",
+// "2 server loops".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
