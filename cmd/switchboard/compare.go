@@ -31,7 +31,15 @@ type compareFlags struct {
 }
 
 func init() {
-	var f compareFlags
+	cmd, _ := newCompareCommand()
+	rootCmd.AddCommand(cmd)
+}
+
+// newCompareCommand builds the compare command around a fresh set of flag
+// values, which it returns too, so a test can parse a command line and
+// check it without running anything.
+func newCompareCommand() (*cobra.Command, *compareFlags) {
+	f := new(compareFlags)
 	cmd := &cobra.Command{
 		Use:   "compare",
 		Short: "Benchmark every model, and peers, side by side",
@@ -58,7 +66,7 @@ bench/peers; a peer that cannot be built or run here is skipped with the
 reason. Server CPU per message is also given as a ratio to c-epoll's,
 c-uring's and goroutine's in the same cell, for those that ran.`,
 		Args: wrapArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runCompare(cmd, &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCompare(cmd, f) },
 	}
 	f.register(cmd, 5*time.Second, time.Second)
 	fl := cmd.Flags()
@@ -76,7 +84,7 @@ c-uring's and goroutine's in the same cell, for those that ran.`,
 	fl.StringVar(&f.peersDir, "peers-dir", "", "directory of the peers' sources (default: bench/peers of the repository around the current directory)")
 	fl.StringVar(&f.plot, "plot", "", "draw the tables as an SVG chart into FILE.svg")
 	fl.StringVar(&f.from, "from", "", "run nothing: print the tables of an earlier --json report (and --plot them)")
-	rootCmd.AddCommand(cmd)
+	return cmd, f
 }
 
 // target is a server compare runs: a model of switchboard serve, or a

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ func sig3(v float64) string {
 
 // fmtCount formats a count with thousands separators.
 func fmtCount(v float64) string {
-	n := int64(v + 0.5)
+	n := int64(math.Round(v)) // half away from zero, negatives too
 	s := strconv.FormatInt(n, 10)
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")
