@@ -159,7 +159,7 @@ func ioUringEnabled() error {
 func prepareNode(_ context.Context, b peerBuild) ([]string, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return nil, errors.New("Node.js is not installed (no node in PATH)")
+		return nil, errors.New("no node in PATH (Node.js is not installed)")
 	}
 	return []string{node, b.src}, nil
 }

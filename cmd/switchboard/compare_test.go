@@ -389,6 +389,18 @@ func TestCompareReplay(t *testing.T) {
 			t.Errorf("%s: no SVG written (%v)", path, err)
 		}
 	}
+	// The chart of targets.json: a column per cell, a latency row, one
+	// whisker per bar (three servers, four cells, three figures).
+	svg := filepath.Join(t.TempDir(), "targets.svg")
+	if code, out, errOut := benchCLI(t, "compare", "--from", "../../bench/results/targets.json", "--plot", svg); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	b, _ := os.ReadFile(svg)
+	for _, want := range []string{"p99 latency", "server µs/message", "100 conns, 64 B, P=1", "100 conns, 4.00 KiB, P=4", "goroutine", "c-epoll", "median of 5 runs"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("chart lacks %q", want)
+		}
+	}
 	code, out, _ := benchCLI(t, "compare", "--from", "../../bench/results/targets.json")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -546,5 +558,28 @@ func TestPeerTable(t *testing.T) {
 	}
 	if !seen["c-uring"] || !seen["c-epoll"] {
 		t.Errorf("peers %v", peerNames())
+	}
+}
+
+func TestPlotTicks(t *testing.T) {
+	for in, want := range map[string]string{"8.00ms": "8ms", "2.50ms": "2.5ms", "16.0ms": "16ms", "810µs": "810µs", "0ns": "0", "1.25s": "1.25s"} {
+		if got := trimZeros(in); got != want {
+			t.Errorf("trimZeros(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var labels []string
+	for _, tk := range (usTicks{}).Ticks(0, 5000) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if !slices.Contains(labels, "0") || !slices.Contains(labels, "2.5ms") || !slices.Contains(labels, "5ms") {
+		t.Errorf("ticks of 0-5000µs: %q", labels)
+	}
+}
+
+func TestPlotNothing(t *testing.T) {
+	if err := plotCompare(filepath.Join(t.TempDir(), "x.svg"), nil, nil, nil); err == nil || !strings.Contains(err.Error(), "nothing to plot") {
+		t.Errorf("empty plot: %v", err)
 	}
 }
