@@ -27,8 +27,8 @@ type runRecord struct {
 func (cmp *comparer) measure(ctx context.Context) {
 	jobs := cmp.schedule()
 	per := cmp.f.warmup + cmp.f.duration + time.Second
-	fmt.Fprintf(cmp.stderr, "switchboard compare: %d runs, about %v; %s\n",
-		len(jobs), (time.Duration(len(jobs)) * per).Round(time.Second), fmtPlacement(fmtCPUs(cmp.plan.server), fmtCPUs(cmp.plan.load)))
+	fmt.Fprintf(cmp.stderr, "switchboard compare: %s, about %v; %s\n",
+		plural(len(jobs), "run"), (time.Duration(len(jobs)) * per).Round(time.Second), fmtPlacement(fmtCPUs(cmp.plan.server), fmtCPUs(cmp.plan.load)))
 	for i, j := range jobs {
 		if ctx.Err() != nil {
 			return

@@ -583,3 +583,38 @@ func TestPlotNothing(t *testing.T) {
 		t.Errorf("empty plot: %v", err)
 	}
 }
+
+// TestComparePeerURing: the c-uring entry builds with -luring where
+// liburing is installed, and says what to install where it is not.
+func TestComparePeerURing(t *testing.T) {
+	if _, err := lookCC(); err != nil {
+		t.Skip("no C compiler:", err)
+	}
+	src, err := os.ReadFile("../../bench/peers/c-epoll/echo.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Any C echo server of the convention stands in for the source.
+	cmp := peersFixture(t, map[string]string{"c-uring/echo.c": string(src)})
+	cmp.f.peers = "c-uring"
+	cmp.addPeers(context.Background(), peerTable)
+	_, statErr := os.Stat("/usr/include/liburing.h")
+	switch {
+	case len(cmp.targets) == 1:
+		if statErr != nil {
+			t.Logf("liburing found outside /usr/include")
+		}
+		if argv := cmp.targets[0].argv(7); len(argv) != 2 || !strings.HasSuffix(argv[0], "c-uring-echo") || argv[1] != "7" {
+			t.Errorf("c-uring argv %q", argv)
+		}
+	case len(cmp.skipped) == 1 && strings.Contains(cmp.skipped[0], "io_uring is disabled"):
+		t.Skip(cmp.skipped[0])
+	default:
+		if len(cmp.skipped) != 1 || !strings.Contains(cmp.skipped[0], "c-uring: liburing is missing (Debian: apt-get install liburing-dev)") {
+			t.Errorf("c-uring skipped %q", cmp.skipped)
+		}
+		if statErr == nil {
+			t.Errorf("liburing.h is installed, yet c-uring was skipped: %q", cmp.skipped)
+		}
+	}
+}
