@@ -104,7 +104,12 @@ func (b *BufRing) Buf(id uint16) []byte {
 // not recycled since.
 func (b *BufRing) Recycle(id uint16) {
 	slot := b.tail & b.mask
-	b.descs[slot] = ringBuf{addr: uint64(uintptr(unsafe.Pointer(&b.data[int(id)*b.size]))), len: uint32(b.size), bid: id}
+	// Field by field: slot 0's resv is the shared tail, which only
+	// Publish may store.
+	d := &b.descs[slot]
+	d.addr = uint64(uintptr(unsafe.Pointer(&b.data[int(id)*b.size])))
+	d.len = uint32(b.size)
+	d.bid = id
 	b.slotBid[slot] = id
 	b.tail++
 }

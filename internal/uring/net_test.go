@@ -386,6 +386,20 @@ func TestBufRingArguments(t *testing.T) {
 	if _, err := r.NewBufRing(9, 2, 8); err == nil {
 		t.Fatal("a second ring for the same group accepted")
 	}
+	// Staging a buffer must not disturb the tail the kernel reads, which
+	// shares slot 0's memory; Publish moves it.
+	shared := func() uint16 { return (*[2]uint16)(unsafe.Pointer(b.tailWord))[1] }
+	if shared() != 2 {
+		t.Fatalf("tail after setup %d, want 2", shared())
+	}
+	b.Recycle(0) // slot 0 again, as after two receives
+	if shared() != 2 || b.descs[0].bid != 0 {
+		t.Fatalf("staging moved the shared tail to %d", shared())
+	}
+	b.Publish()
+	if shared() != 3 {
+		t.Fatalf("tail after Publish %d, want 3", shared())
+	}
 	// A completion naming a buffer out of ring order is refused.
 	bad := CQE{Res: 4, Flags: cqeFBuffer | 1<<cqeBufferShift}
 	if _, err := b.Bundle(&bad, func(uint16, []byte) {}); !errors.Is(err, ErrBufOrder) {
@@ -494,6 +508,7 @@ func TestEchoAllocations(t *testing.T) {
 // client read; all on one thread, so it is the ring's and the loopback
 // stack's cost without any scheduling.
 func BenchmarkEcho(b *testing.B) {
+	noThreadCheck(b)
 	r := newRing(b, Options{})
 	srv, cli, br := echoPair(b, r)
 	msg, in, cqes := bytes.Repeat([]byte("e"), 64), make([]byte, 64), make([]CQE, 8)

@@ -112,6 +112,12 @@ func ProbeKernel() (*Probe, error) {
 	if err := forcedUnavailable(); err != nil {
 		return nil, err
 	}
+	return probeKernel()
+}
+
+// probeKernel is ProbeKernel without the test hooks, so that the result
+// Available caches is always the kernel's.
+func probeKernel() (*Probe, error) {
 	type result struct {
 		p   *Probe
 		err error
@@ -130,7 +136,7 @@ func ProbeKernel() (*Probe, error) {
 }
 
 func probe() (*Probe, error) {
-	r, err := New(Options{Entries: 8})
+	r, err := setupRing(Options{Entries: 8})
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +179,7 @@ func probe() (*Probe, error) {
 	return p, nil
 }
 
-var availableOnce = sync.OnceValues(ProbeKernel)
+var availableOnce = sync.OnceValues(probeKernel)
 
 // Available reports whether an engine can run here: nil, or an error
 // wrapping ErrUnavailable that says why (disabled, forbidden, too old,

@@ -140,6 +140,11 @@ func New(opt Options) (*Ring, error) {
 	if err := forcedUnavailable(); err != nil {
 		return nil, err
 	}
+	return setupRing(opt)
+}
+
+// setupRing is New without the test hooks.
+func setupRing(opt Options) (*Ring, error) {
 	entries := opt.Entries
 	if entries == 0 {
 		entries = 256
@@ -308,7 +313,8 @@ func (r *Ring) Pending() int { return int(r.sqeTail - atomic.LoadUint32(r.sqHead
 // negative timeout waits without limit. It returns how many SQEs the
 // kernel took. A timeout, or a signal (the Go runtime preempts with
 // SIGURG), ends the wait early without an error: the caller reaps what is
-// ready and loops.
+// ready and loops. EAGAIN or EBUSY (the kernel short of request memory,
+// or holding overflowed completions) come back wrapped: reap, then retry.
 func (r *Ring) SubmitAndWait(minComplete uint32, timeout time.Duration) (int, error) {
 	if debugThreadCheck && r.tid != unix.Gettid() {
 		panic("uring: ring used from a thread other than its creator's (runtime.LockOSThread missing?)")

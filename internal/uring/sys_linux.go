@@ -18,7 +18,6 @@ const (
 	setupClamp         = 1 << 4
 	setupSubmitAll     = 1 << 7
 	setupCoopTaskrun   = 1 << 8
-	setupTaskrunFlag   = 1 << 9
 	setupSingleIssuer  = 1 << 12
 	setupDeferTaskrun  = 1 << 13
 	setupNoSQArray     = 1 << 16
@@ -91,11 +90,7 @@ const (
 	acceptMultishot   = 1 << 0 // ioprio of ACCEPT
 	cancelAll         = 1 << 0
 	cancelFd          = 1 << 1
-	timeoutEtimeOK    = 1 << 5 // IORING_TIMEOUT_ETIME_SUCCESS
-	timeoutMultishot  = 1 << 6
 	msgRingData       = 0 // IORING_MSG_DATA, the msg_ring command in addr
-	msgRingCQESkip    = 1 << 0
-	msgRingFlagsPass  = 1 << 1
 	getEventsArgSize  = unsafe.Sizeof(getEventsArg{})
 	kernelTimespecLen = 16
 )
