@@ -183,7 +183,9 @@ int main(int argc, char **argv) {
 		ret = io_uring_queue_init_params(4096, &ring, &p);
 	}
 	if (ret < 0) {
-		fprintf(stderr, "echo: io_uring_queue_init: %s\n", strerror(-ret));
+		fprintf(stderr, "echo: io_uring_queue_init: %s%s\n", strerror(-ret),
+		        ret == -EPERM ? " (io_uring refused: a seccomp profile or kernel.io_uring_disabled)" :
+		        ret == -ENOSYS ? " (this kernel has no io_uring)" : "");
 		return 1;
 	}
 	io_uring_register_ring_fd(&ring); /* an optimisation: fine if refused */
