@@ -519,3 +519,24 @@ func BenchmarkEcho(b *testing.B) {
 		}
 	}
 }
+
+// TestMsgAllocations: pinning and unpinning a gather list of heap buffers
+// reuses the runtime's pinner, so a sendmsg per message allocates nothing.
+func TestMsgAllocations(t *testing.T) {
+	arena, err := NewMsgArena(1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arena.Close()
+	m := arena.Msg(0)
+	a, b := make([]byte, 100), make([]byte, 200)
+	allocs := testing.AllocsPerRun(1000, func() {
+		m.Append(a)
+		m.Append(b)
+		m.Advance(150)
+		m.Reset()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per gather list", allocs)
+	}
+}
