@@ -111,7 +111,6 @@ type eworker struct {
 	quota    int64
 	sched    schedule
 	slot     uint64
-	armed    int64 // when the timerfd is set to fire, 0 when disarmed
 
 	start       chan *timeline
 	trafficDone chan struct{}
@@ -525,12 +524,7 @@ func (w *eworker) trafficPhase(tl *timeline) {
 	if c.Rate > 0 && len(w.active) > 0 {
 		// This worker's share of the rate, one connection after another.
 		w.sched = schedule{t0: tl.t0, tick: 1e9 * float64(c.Conns) / (c.Rate * float64(len(w.active))), n: uint64(len(w.active))}
-		var err error
-		if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err == nil {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evTimer}
-			err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.tfd, &ev)
-		}
-		if err != nil {
+		if err := w.startTicker(); err != nil {
 			w.st.connError(now(), "timerfd: %v", err)
 			return
 		}
@@ -561,9 +555,7 @@ func (w *eworker) trafficPhase(tl *timeline) {
 			case idx == evWake:
 				w.aborted = true
 			case idx == evTimer:
-				var buf [8]byte
-				unix.Read(w.tfd, buf[:])
-				w.armed = 0
+				// Edge-triggered: the wake-up is all it is for.
 			default:
 				ec := w.conns[idx]
 				if ec.state != stateOpen {
@@ -588,6 +580,10 @@ func (w *eworker) trafficPhase(tl *timeline) {
 		if w.sending && (t >= tl.me || (c.Requests > 0 && w.quota == 0 && t >= tl.ms) || (w.live == 0 && len(w.active) > 0)) {
 			w.sending = false
 			w.drainEnd = t + int64(c.DrainTimeout)
+			w.st.sendEnd = min(t, tl.me)
+			if openLoop {
+				w.st.behind += w.backlog(w.st.sendEnd)
+			}
 		}
 		w.st.publish()
 		if !w.sending {
@@ -610,7 +606,9 @@ func (w *eworker) trafficPhase(tl *timeline) {
 }
 
 // fill queues as many messages on ec as its pipeline, the schedule and the
-// request quota allow at t.
+// request quota allow at t. A message counts when it is sent inside the
+// measured window; in open loop its latency runs from when it was due, so
+// one sent late because the server fell behind carries the wait.
 func (w *eworker) fill(ec *econn, t int64) {
 	if !w.sending {
 		return
@@ -618,6 +616,11 @@ func (w *eworker) fill(ec *econn, t int64) {
 	c := w.d.c
 	f := ec.f
 	tl := w.tl
+	if t >= tl.me {
+		// The last pass, just after the end: what was due before it
+		// still goes, as sent in the window.
+		t = tl.me - 1
+	}
 	for f.inflight() < f.pipe {
 		at := t
 		if c.Rate > 0 {
@@ -625,10 +628,7 @@ func (w *eworker) fill(ec *econn, t int64) {
 				return
 			}
 		}
-		if at >= tl.me {
-			return
-		}
-		measured := at >= tl.ms
+		measured := t >= tl.ms
 		if measured && c.Requests > 0 {
 			if w.quota == 0 {
 				return
@@ -640,30 +640,75 @@ func (w *eworker) fill(ec *econn, t int64) {
 	}
 }
 
+// tickFloor is the shortest period of the open-loop ticker. At higher
+// per-worker rates one tick sends every message that has come due since
+// the last, so the timer costs one wake-up per tick, never one per
+// message; a message sent up to a tick late carries that delay in its
+// latency, which is measured from when it was due.
+const tickFloor = 50 * time.Microsecond
+
+// startTicker arms the worker's timerfd once, as a periodic timer in step
+// with the schedule: a whole number of slots per period, the first period
+// ending at the first slot.
+func (w *eworker) startTicker() error {
+	var err error
+	if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
+		return err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: evTimer}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.tfd, &ev); err != nil {
+		return err
+	}
+	period := int64(math.Ceil(float64(tickFloor)/w.sched.tick) * w.sched.tick)
+	period = max(period, 1)
+	first := max(w.sched.t0-now(), 1)
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(first), Interval: unix.NsecToTimespec(period)}
+	return unix.TimerfdSettime(w.tfd, 0, &spec, nil)
+}
+
 // runSlots walks the open-loop schedule up to t, giving each due slot's
-// connection the chance to send, then arms the timer for the next slot.
+// connection the chance to send. When more slots are due than the worker
+// has connections (it fell behind, or a tick covers many slots), each
+// connection is visited once instead: fill sends all that is due on it.
 func (w *eworker) runSlots(t int64) {
-	for {
-		at := w.sched.t0 + int64(float64(w.slot)*w.sched.tick)
-		if at >= w.tl.me {
-			return
-		}
-		if at > t {
-			if w.armed != at {
-				w.armed = at
-				d := max(at-t, 1)
-				spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
-				unix.TimerfdSettime(w.tfd, 0, &spec, nil)
+	t = min(t, w.tl.me-1)
+	if t < w.sched.t0 {
+		return
+	}
+	last := uint64(float64(t-w.sched.t0) / w.sched.tick) // the latest slot due by t
+	if last < w.slot {
+		return
+	}
+	if last-w.slot+1 >= w.sched.n {
+		for _, ec := range w.active {
+			if ec.state == stateOpen {
+				w.fill(ec, t)
+				w.flush(ec)
 			}
-			return
 		}
+		w.slot = last + 1
+		return
+	}
+	for ; w.slot <= last; w.slot++ {
 		ec := w.active[w.slot%w.sched.n]
-		w.slot++
 		if ec.state == stateOpen {
 			w.fill(ec, t)
 			w.flush(ec)
 		}
 	}
+}
+
+// backlog counts the messages that came due on the worker's open
+// connections before end and were never sent: the schedule the server, or
+// the load generator, could not keep.
+func (w *eworker) backlog(end int64) int64 {
+	var n int64
+	for _, ec := range w.active {
+		if ec.state == stateOpen {
+			n += int64(w.sched.dueBefore(end, ec.idx)) - int64(ec.f.sent.Load())
+		}
+	}
+	return max(n, 0)
 }
 
 // readConn reads what one read returns, verifies it and sends what the

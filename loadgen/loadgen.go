@@ -266,6 +266,11 @@ type LoadStats struct {
 	RunQueueWait time.Duration `json:"run_queue_wait_ns"`
 }
 
+// RateTolerance is the shortfall of the achieved rate below the offered
+// one that Result.RateMissed tolerates: the schedule's own granularity and
+// the replies still in flight when sending stops.
+const RateTolerance = 0.02
+
 // SaturationThreshold is the CPU utilisation from which a process counts as
 // saturated.
 const SaturationThreshold = 0.9
@@ -325,7 +330,19 @@ type Result struct {
 	MsgsPerSec float64 `json:"msgs_per_sec"`
 	// MBPerSec is payload megabytes (10^6) per second in each direction.
 	MBPerSec float64 `json:"mb_per_sec"`
-	Latency  Latency `json:"latency"`
+	// Open loop only. OfferedRate is the rate asked for; AchievedRate the
+	// measured replies per second of the sending window; Shortfall is
+	// 1 - AchievedRate/OfferedRate (0 when the rate was met); Behind counts
+	// the messages due in the window that were never sent, because the
+	// pipeline was full of unanswered ones. RateMissed is set when the
+	// shortfall passed RateTolerance: the run did not reach its target,
+	// and its latencies are those of an overloaded server.
+	OfferedRate  float64 `json:"offered_rate,omitempty"`
+	AchievedRate float64 `json:"achieved_rate,omitempty"`
+	Shortfall    float64 `json:"shortfall,omitempty"`
+	Behind       int64   `json:"behind,omitempty"`
+	RateMissed   bool    `json:"rate_missed,omitempty"`
+	Latency      Latency `json:"latency"`
 	Errors   Errors  `json:"errors"`
 
 	Server *ServerStats `json:"server,omitempty"`

@@ -190,6 +190,13 @@ func (d *netDriver) writer(gc *gconn, tl *timeline) {
 	}
 	buf := make([]byte, 0, c.Pipeline*(c.proto.msgLen+c.Codec.Overhead()))
 	defer func() {
+		end := min(now(), tl.me)
+		gc.st.mu.Lock()
+		gc.st.sendEnd = max(gc.st.sendEnd, end)
+		if c.Rate > 0 {
+			gc.st.behind += max(int64(sched.dueBefore(end, gc.idx))-int64(f.sent.Load()), 0)
+		}
+		gc.st.mu.Unlock()
 		gc.stopped.Store(true)
 		// Wake the reader now if nothing is in flight; otherwise give the
 		// replies the drain timeout.
@@ -228,11 +235,14 @@ func (d *netDriver) writer(gc *gconn, tl *timeline) {
 					return
 				}
 			}
-			if at >= tl.me {
+			// A message counts when it is sent inside the window; in open
+			// loop its latency runs from when it was due.
+			t := now()
+			if t >= tl.me {
 				done = true
 				break
 			}
-			measured := at >= tl.ms
+			measured := t >= tl.ms
 			if measured && c.Requests > 0 && d.quota.Add(-1) < 0 {
 				done = true
 				break

@@ -46,6 +46,8 @@ type stats struct {
 	replies  int64 // all replies, warm-up included
 	measured int64 // replies that entered the figures
 	lastDone int64 // when the last measured reply arrived
+	sendEnd  int64 // when this worker stopped sending
+	behind   int64 // open loop: messages due before sendEnd never sent
 
 	connectErrs int64
 	connErrs    int64
@@ -274,6 +276,15 @@ func (s schedule) due(k uint64, idx int) int64 {
 	return s.t0 + int64(float64(k*s.n+uint64(idx))*s.tick)
 }
 
+// dueBefore counts the messages of slot idx due before end.
+func (s schedule) dueBefore(end int64, idx int) uint64 {
+	slots := math.Ceil(float64(end-s.t0)/s.tick - float64(idx))
+	if slots <= 0 {
+		return 0
+	}
+	return uint64(math.Ceil(slots / float64(s.n)))
+}
+
 // limiter spreads connects over time: at most rate per second after a
 // burst, shared by every worker.
 type limiter struct {
@@ -433,6 +444,16 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		res.MBPerSec = float64(res.Bytes) / sec / 1e6
 	}
 
+	if c.Rate > 0 {
+		res.OfferedRate = c.Rate
+		res.Behind = agg.behind
+		if send := agg.sendEnd - tl.ms; send > 0 {
+			res.AchievedRate = float64(res.Messages) / time.Duration(send).Seconds()
+		}
+		res.Shortfall = max(0, 1-res.AchievedRate/res.OfferedRate)
+		res.RateMissed = res.Shortfall > RateTolerance
+	}
+
 	loadCPU := (self1 - s0.self).Seconds()
 	res.Load.CPUSeconds = loadCPU
 	res.Load.RunQueueWait = selfWait1 - s0.selfWait
@@ -537,6 +558,8 @@ func merge(agg *stats, all []*stats, res *Result) {
 		agg.replies += st.replies
 		agg.measured += st.measured
 		agg.lastDone = max(agg.lastDone, st.lastDone)
+		agg.sendEnd = max(agg.sendEnd, st.sendEnd)
+		agg.behind += st.behind
 		agg.connectErrs += st.connectErrs
 		agg.connErrs += st.connErrs
 		agg.mismatches += st.mismatches
