@@ -343,7 +343,7 @@ type Result struct {
 	Behind       int64   `json:"behind,omitempty"`
 	RateMissed   bool    `json:"rate_missed,omitempty"`
 	Latency      Latency `json:"latency"`
-	Errors   Errors  `json:"errors"`
+	Errors       Errors  `json:"errors"`
 
 	Server *ServerStats `json:"server,omitempty"`
 	Load   LoadStats    `json:"load"`
