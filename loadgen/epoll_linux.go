@@ -85,6 +85,8 @@ type econn struct {
 	f       *flow // nil for an idle connection
 	out     []byte
 	outOff  int
+	reopen  bool   // reconnected after the server closed it
+	base    uint64 // replies received when it (re)opened
 }
 
 // eworker is one epoll thread and its connections.
@@ -131,7 +133,7 @@ func newEpollDriver(c *config) (*epollDriver, error) {
 		}
 		active, idle := assign(c, i)
 		for _, id := range active {
-			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline)}
+			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline, w.st.prog)}
 			w.active = append(w.active, ec)
 			w.conns = append(w.conns, ec)
 		}
@@ -493,10 +495,95 @@ func (w *eworker) finishConnect(ec *econn, t int64) {
 
 func (w *eworker) opened(ec *econn) {
 	ec.state = stateOpen
-	if !ec.idle {
-		w.live++
+	if !ec.reopen {
+		if !ec.idle {
+			w.live++
+		}
+		w.st.prog.connected.Add(1)
 	}
-	w.st.prog.connected.Add(1)
+	if ec.f != nil {
+		ec.base = ec.f.recvd.Load()
+	}
+	if c := w.d.c; c.ProxyHeader != "" {
+		w.sendProxyHeader(ec)
+	}
+}
+
+// sendProxyHeader queues and sends the PROXY header that opens ec.
+func (w *eworker) sendProxyHeader(ec *econn) {
+	c := w.d.c
+	var src, dst net.Addr
+	if c.tcpAddr != nil {
+		dst = c.tcpAddr
+		if c.proxySrc != nil {
+			src = c.proxySrc
+		} else if sa, err := unix.Getsockname(ec.fd); err == nil {
+			src = sockaddrTCP(sa)
+		}
+	}
+	ec.out, _ = AppendProxyHeader(ec.out[:0], c.ProxyHeader, src, dst) // validated already
+	ec.outOff = 0
+	w.flush(ec)
+}
+
+// sockaddrTCP converts a socket address to a *net.TCPAddr (nil for other
+// families).
+func sockaddrTCP(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}
+
+// reconnect replaces a connection the server closed cleanly: a keep-alive
+// limit, not a failure. What it had in flight will never be answered and
+// is counted as abandoned.
+func (w *eworker) reconnect(ec *econn, t int64) {
+	f := ec.f
+	lost := f.inflight()
+	w.st.reconnects++
+	w.st.abandoned += int64(lost)
+	w.inflight -= int64(lost)
+	if w.d.c.Requests > 0 {
+		// The measured ones among them go back to the quota, which counts
+		// replies; sending resumes if the quota had stopped it.
+		refund := int64(0)
+		for k := f.recvd.Load(); k < f.sent.Load(); k++ {
+			if f.times[k%f.pipe].Load() > 0 {
+				refund++
+			}
+		}
+		w.quota += refund
+		if refund > 0 && !w.sending && t < w.tl.me {
+			w.sending = true
+		}
+	}
+	f.recvd.Store(f.sent.Load())
+	f.off, f.bad, f.pending = 0, false, f.pending[:0]
+	ec.out, ec.outOff, ec.wantOut = ec.out[:0], 0, false
+	unix.Close(ec.fd)
+	ec.fd = -1
+	ec.reopen = true
+	if !w.sending {
+		w.live--
+		ec.state = stateDead
+		return
+	}
+	switch w.dial(ec, t) {
+	case dialDone, dialPending:
+		return
+	case dialRetry:
+		w.st.connectError(t, "reconnect to %s: listen queue full", w.d.c.Addr)
+		if ec.fd >= 0 {
+			unix.Close(ec.fd)
+			ec.fd = -1
+		}
+	}
+	w.live--
+	ec.state = stateDead
 }
 
 // kill closes a connection for good.
@@ -505,7 +592,7 @@ func (w *eworker) kill(ec *econn) {
 		unix.Close(ec.fd) // also removes it from the epoll set
 		ec.fd = -1
 	}
-	if ec.f != nil && ec.state == stateOpen {
+	if ec.f != nil && (ec.state == stateOpen || (ec.reopen && ec.state == stateConnecting)) {
 		w.inflight -= int64(ec.f.inflight())
 		w.live--
 	}
@@ -555,13 +642,24 @@ func (w *eworker) trafficPhase(tl *timeline) {
 			case idx == evWake:
 				w.aborted = true
 			case idx == evTimer:
-				// Edge-triggered: the wake-up is all it is for.
+				// One read per tick, however many messages it sends.
+				var buf [8]byte
+				unix.Read(w.tfd, buf[:])
 			default:
 				ec := w.conns[idx]
+				t = now()
+				if ec.state == stateConnecting {
+					// A reconnect completing.
+					w.finishConnect(ec, t)
+					if ec.state == stateOpen {
+						w.fill(ec, t)
+						w.flush(ec)
+					}
+					continue
+				}
 				if ec.state != stateOpen {
 					continue
 				}
-				t = now()
 				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 					w.readConn(ec, t)
 				}
@@ -655,7 +753,7 @@ func (w *eworker) startTicker() error {
 	if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
 		return err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: evTimer}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evTimer}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.tfd, &ev); err != nil {
 		return err
 	}
@@ -723,8 +821,11 @@ func (w *eworker) readConn(ec *econn, t int64) {
 		w.st.connError(t, "idle connection %d: %v", ec.id, closedBy(err))
 		w.kill(ec)
 		return
+	case err == nil && n == 0 && w.traffic && !w.d.c.CloseIsError && ec.f.recvd.Load() > ec.base:
+		w.reconnect(ec, t)
+		return
 	case err != nil || n == 0:
-		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load())
+		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load()-ec.base)
 		w.kill(ec)
 		return
 	case ec.idle || !w.traffic:

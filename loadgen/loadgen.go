@@ -40,9 +40,11 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"switchboard/framing"
@@ -106,6 +108,11 @@ type Config struct {
 	// data (Size is then len(Payload)); with ExpectEcho each reply is
 	// compared with it.
 	Payload []byte
+	// Template, when set, renders every message afresh from its fields
+	// (counter, random integers, random bytes); see Template. It excludes
+	// Payload. With ExpectEcho each reply is compared with the message
+	// rendered for it.
+	Template *Template
 	// Pipeline is the number of messages in flight per connection
 	// (default 1).
 	Pipeline int
@@ -124,8 +131,24 @@ type Config struct {
 	// Codec frames the messages (nil: raw, a byte stream in which each
 	// reply is recognised by its length).
 	Codec framing.Codec
+	// ReplyCodec frames the replies when they are framed differently
+	// from the requests (nil: Codec).
+	ReplyCodec framing.Codec
 	// Expect is ExpectEcho (default) or ExpectAny.
 	Expect Expect
+	// CloseIsError makes a connection the server closes an error. By
+	// default a clean close (FIN, not a reset) after at least one reply is
+	// a keep-alive limit: the connection is opened again and counted in
+	// Result.Reconnects, and the messages it had in flight, never
+	// answered, in Result.Abandoned. The goroutine driver does not
+	// reconnect: for it every close is an error.
+	CloseIsError bool
+	// ProxyHeader, "v1" or "v2", opens every connection with a PROXY
+	// protocol header of that version, as a balancer would: the source is
+	// the connection's own address, or ProxySource ("ip:port") when set,
+	// the destination the server's address.
+	ProxyHeader string
+	ProxySource string
 	// SourceIPs spreads the connections over the source addresses
 	// 127.0.0.1 to 127.0.0.N (IP_BIND_ADDRESS_NO_PORT keeps the port free
 	// until connect), so more connections than one source address's
@@ -310,6 +333,11 @@ type Result struct {
 	Pipeline int           `json:"pipeline"`
 	Rate     float64       `json:"rate"`
 	Framing  string        `json:"framing"`
+	// ReplyFraming is set when replies are framed differently; Payload
+	// is the payload or template given, if any.
+	ReplyFraming string `json:"reply_framing,omitempty"`
+	Payload      string `json:"payload,omitempty"`
+	ProxyHeader  string `json:"proxy_header,omitempty"`
 	Expect   Expect        `json:"expect"`
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
@@ -342,7 +370,11 @@ type Result struct {
 	Shortfall    float64 `json:"shortfall,omitempty"`
 	Behind       int64   `json:"behind,omitempty"`
 	RateMissed   bool    `json:"rate_missed,omitempty"`
-	Latency      Latency `json:"latency"`
+	// Reconnects counts connections the server closed cleanly and that
+	// were opened again; Abandoned the messages they had in flight.
+	Reconnects int64   `json:"reconnects,omitempty"`
+	Abandoned  int64   `json:"abandoned,omitempty"`
+	Latency    Latency `json:"latency"`
 	Errors       Errors  `json:"errors"`
 
 	Server *ServerStats `json:"server,omitempty"`
@@ -362,8 +394,9 @@ type config struct {
 	network string // "tcp" or "unix"
 	address string // for the net package
 	tcpAddr *net.TCPAddr
-	proto   *proto
-	workers int
+	proto    *proto
+	proxySrc *net.TCPAddr
+	workers  int
 	cpus    int
 }
 
@@ -456,6 +489,27 @@ func validate(cfg Config) (*config, error) {
 	if c.Codec == nil {
 		c.Codec = framing.Raw(0)
 	}
+	if c.ReplyCodec == nil {
+		c.ReplyCodec = c.Codec
+	}
+	if c.Template != nil && c.Payload != nil {
+		return nil, configErr("a payload and a template exclude each other")
+	}
+	switch c.ProxyHeader {
+	case "", "v1", "v2":
+	default:
+		return nil, configErr("proxy header must be v1 or v2, not %q", c.ProxyHeader)
+	}
+	if c.ProxySource != "" {
+		if c.ProxyHeader == "" {
+			return nil, configErr("a proxy source needs a proxy header version")
+		}
+		ap, err := netip.ParseAddrPort(c.ProxySource)
+		if err != nil {
+			return nil, configErr("proxy source %q: want ip:port", c.ProxySource)
+		}
+		c.proxySrc = net.TCPAddrFromAddrPort(ap)
+	}
 	p, err := newProto(c)
 	if err != nil {
 		return nil, err
@@ -511,7 +565,11 @@ const patternPeriod = 65521
 // how to build message k of connection c and how to check its reply.
 type proto struct {
 	codec   framing.Codec
-	framed  bool // false: raw byte stream, replies recognised by length
+	reply   framing.Codec
+	tmpl    *Template      // per-message fields; nil for fixed and generated payloads
+	resp    bool           // a template renders a RESP command
+	counter *atomic.Uint64 // the template's {counter}
+	framed  bool           // replies: false for a raw byte stream, recognised by length
 	echo    bool // replies are compared
 	msgLen  int  // payload bytes of one message, type byte included
 	fixed   []byte
@@ -523,22 +581,57 @@ func newProto(c *config) (*proto, error) {
 	codec := c.Codec
 	spec := codec.String()
 	name, arg, _ := strings.Cut(spec, ":")
-	p := &proto{codec: codec, framed: name != "raw", echo: c.Expect == ExpectEcho}
-	if name == "eof" {
+	p := &proto{codec: codec, reply: c.ReplyCodec, framed: c.ReplyCodec.String() != "raw", echo: c.Expect == ExpectEcho}
+	if name == "eof" || c.ReplyCodec.String() == "eof" {
 		return nil, configErr("framing eof carries one message per connection; bench needs a framing that carries many")
 	}
 	if !p.framed && !p.echo {
-		return nil, configErr("expect any needs a framing that delimits replies (line, len:4, ...), not raw")
+		return nil, configErr("expect any needs a reply framing that delimits replies (line, len:4, resp...), not raw")
+	}
+	p.resp = name == "resp"
+	if p.resp && c.Payload == nil && c.Template == nil {
+		return nil, configErr("framing resp needs a payload: a command such as PING or GET key:{rand:1-1000}")
+	}
+	if t := c.Template; t != nil && !t.Fixed() {
+		p.tmpl, p.counter = t, new(atomic.Uint64)
+		var rng uint64 = 1
+		var text []byte
+		sample := p.render(nil, &text, 0, 0, &rng)
+		p.counter.Store(0)
+		if len(sample) == 0 {
+			return nil, configErr("the payload template renders an empty message")
+		}
+		// A counter grows to 20 digits: leave it room.
+		probe := append(sample, make([]byte, 20*strings.Count(t.String(), "{counter}"))...)
+		for i := len(sample); i < len(probe); i++ {
+			probe[i] = '0'
+		}
+		if p.resp {
+			probe = sample
+		}
+		if _, err := codec.Append(nil, probe); err != nil {
+			return nil, configErr("the payload template's messages cannot be framed as %s: %v", spec, err)
+		}
+		p.msgLen = len(sample)
+		return p, nil
+	}
+	if t := c.Template; t != nil {
+		// A template without fields is a fixed payload ("{{" undone).
+		var rng uint64 = 1
+		c.Payload = t.render(nil, 0, 0, &rng, new(atomic.Uint64))
 	}
 	if c.Payload != nil {
 		if len(c.Payload) == 0 {
 			return nil, configErr("empty payload")
 		}
+		if p.resp {
+			if _, err := codec.Append(nil, c.Payload); err != nil {
+				// Not a RESP value already: a command line.
+				c.Payload = appendRESPWords(nil, c.Payload)
+			}
+		}
 		if _, err := codec.Append(nil, c.Payload); err != nil {
 			return nil, configErr("payload cannot be framed as %s: %v", spec, err)
-		}
-		if !p.framed && len(c.Payload) == 0 {
-			return nil, configErr("raw framing needs a non-empty payload")
 		}
 		p.fixed = c.Payload
 		p.msgLen = len(c.Payload)
@@ -643,6 +736,50 @@ func indexByte(s []byte, b byte) int {
 		}
 	}
 	return -1
+}
+
+// render builds message seq of connection conn from the template into
+// dst: for framing resp, the command it spells as an array of bulk
+// strings, with text as scratch space.
+func (p *proto) render(dst []byte, text *[]byte, conn int, seq uint64, rng *uint64) []byte {
+	if !p.resp {
+		return p.tmpl.render(dst[:0], conn, seq, rng, p.counter)
+	}
+	*text = p.tmpl.render((*text)[:0], conn, seq, rng, p.counter)
+	return appendRESPWords(dst[:0], *text)
+}
+
+// appendRESPWords appends a command line, split at spaces and tabs, as a
+// RESP array of bulk strings (framing.RESPCommand without building the
+// argument slices).
+func appendRESPWords(dst, text []byte) []byte {
+	isSpace := func(b byte) bool { return b == ' ' || b == '\t' }
+	n := 0
+	for i := range text {
+		if !isSpace(text[i]) && (i == 0 || isSpace(text[i-1])) {
+			n++
+		}
+	}
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	dst = append(dst, '\r', '\n')
+	for i := 0; i < len(text); {
+		if isSpace(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && !isSpace(text[j]) {
+			j++
+		}
+		dst = append(dst, '$')
+		dst = strconv.AppendInt(dst, int64(j-i), 10)
+		dst = append(dst, '\r', '\n')
+		dst = append(dst, text[i:j]...)
+		dst = append(dst, '\r', '\n')
+		i = j
+	}
+	return dst
 }
 
 // body returns the pattern window of message seq of connection conn: the

@@ -56,7 +56,7 @@ func newNetDriver(c *config) (*netDriver, error) {
 	for i := 0; i < c.Conns+c.Idle; i++ {
 		gc := &gconn{id: i, idx: i, idle: i >= c.Conns, st: d.shards[i%len(d.shards)]}
 		if !gc.idle {
-			gc.f = newFlow(c.proto, i, c.Pipeline)
+			gc.f = newFlow(c.proto, i, c.Pipeline, gc.st.prog)
 		}
 		d.conns = append(d.conns, gc)
 	}
@@ -119,6 +119,24 @@ func (d *netDriver) dial(ctx context.Context, gc *gconn) {
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if c.ProxyHeader != "" {
+		var srcAddr, dstAddr net.Addr = nc.LocalAddr(), nc.RemoteAddr()
+		if c.proxySrc != nil {
+			srcAddr = c.proxySrc
+		}
+		hdr, _ := AppendProxyHeader(nil, c.ProxyHeader, srcAddr, dstAddr) // validated already
+		nc.SetWriteDeadline(time.Now().Add(c.ConnectTimeout))
+		_, err := nc.Write(hdr)
+		nc.SetWriteDeadline(time.Time{})
+		if err != nil {
+			nc.Close()
+			st.mu.Lock()
+			st.connectError(now(), "connect to %s: PROXY header: %v", c.Addr, err)
+			st.mu.Unlock()
+			gc.dead.Store(true)
+			return
+		}
 	}
 	gc.nc = nc
 	st.prog.connected.Add(1)
@@ -206,10 +224,20 @@ func (d *netDriver) writer(gc *gconn, tl *timeline) {
 			gc.nc.SetReadDeadline(time.Now().Add(c.DrainTimeout))
 		}
 	}()
+	// The end of the window stops a writer that waits for a credit a
+	// silent server never hands back.
+	var end <-chan time.Time
+	if tl.me != math.MaxInt64 {
+		tm := time.NewTimer(time.Duration(tl.me - now()))
+		defer tm.Stop()
+		end = tm.C
+	}
 	for {
 		select {
 		case <-gc.credits:
 		case <-gc.gone:
+			return
+		case <-end:
 			return
 		}
 		n := 1
