@@ -324,24 +324,24 @@ type Result struct {
 	// The configuration run, defaults filled in. Workers counts the epoll
 	// driver's threads (0 for the goroutine driver, which runs two
 	// goroutines per connection).
-	Addr     string        `json:"addr"`
-	Driver   string        `json:"driver"`
-	Workers  int           `json:"workers"`
-	Conns    int           `json:"conns"`
-	Idle     int           `json:"idle"`
-	Size     int           `json:"size"`
-	Pipeline int           `json:"pipeline"`
-	Rate     float64       `json:"rate"`
-	Framing  string        `json:"framing"`
+	Addr     string  `json:"addr"`
+	Driver   string  `json:"driver"`
+	Workers  int     `json:"workers"`
+	Conns    int     `json:"conns"`
+	Idle     int     `json:"idle"`
+	Size     int     `json:"size"`
+	Pipeline int     `json:"pipeline"`
+	Rate     float64 `json:"rate"`
+	Framing  string  `json:"framing"`
 	// ReplyFraming is set when replies are framed differently; Payload
 	// is the payload or template given, if any.
-	ReplyFraming string `json:"reply_framing,omitempty"`
-	Payload      string `json:"payload,omitempty"`
-	ProxyHeader  string `json:"proxy_header,omitempty"`
-	Expect   Expect        `json:"expect"`
-	Warmup   time.Duration `json:"warmup_ns"`
-	Duration time.Duration `json:"duration_ns"`
-	Requests int64         `json:"requests"`
+	ReplyFraming string        `json:"reply_framing,omitempty"`
+	Payload      string        `json:"payload,omitempty"`
+	ProxyHeader  string        `json:"proxy_header,omitempty"`
+	Expect       Expect        `json:"expect"`
+	Warmup       time.Duration `json:"warmup_ns"`
+	Duration     time.Duration `json:"duration_ns"`
+	Requests     int64         `json:"requests"`
 
 	// Connected is how many connections were established, ConnectTime how
 	// long that took.
@@ -375,7 +375,7 @@ type Result struct {
 	Reconnects int64   `json:"reconnects,omitempty"`
 	Abandoned  int64   `json:"abandoned,omitempty"`
 	Latency    Latency `json:"latency"`
-	Errors       Errors  `json:"errors"`
+	Errors     Errors  `json:"errors"`
 
 	Server *ServerStats `json:"server,omitempty"`
 	Load   LoadStats    `json:"load"`
@@ -391,13 +391,13 @@ type Result struct {
 // config is a validated Config with everything derived from it.
 type config struct {
 	Config
-	network string // "tcp" or "unix"
-	address string // for the net package
-	tcpAddr *net.TCPAddr
+	network  string // "tcp" or "unix"
+	address  string // for the net package
+	tcpAddr  *net.TCPAddr
 	proto    *proto
 	proxySrc *net.TCPAddr
 	workers  int
-	cpus    int
+	cpus     int
 }
 
 func configErr(format string, args ...any) error {
@@ -570,8 +570,8 @@ type proto struct {
 	resp    bool           // a template renders a RESP command
 	counter *atomic.Uint64 // the template's {counter}
 	framed  bool           // replies: false for a raw byte stream, recognised by length
-	echo    bool // replies are compared
-	msgLen  int  // payload bytes of one message, type byte included
+	echo    bool           // replies are compared
+	msgLen  int            // payload bytes of one message, type byte included
 	fixed   []byte
 	prefix  []byte // typed framing: the type byte, before the pattern window
 	pattern []byte // patternPeriod + msgLen bytes
