@@ -47,6 +47,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"switchboard/framing"
 	"switchboard/internal/netaddr"
 )
@@ -386,6 +388,10 @@ type Result struct {
 	Counters map[string]float64 `json:"counters,omitempty"`
 	// Warnings are figures that could not be taken, and why.
 	Warnings []string `json:"warnings,omitempty"`
+	// Histogram holds every measured latency (nanoseconds), its start and
+	// end times set to the measured window's wall-clock times, for an
+	// HdrHistogram interval log. It is not part of the JSON.
+	Histogram *hdrhistogram.Histogram `json:"-"`
 }
 
 // config is a validated Config with everything derived from it.

@@ -434,6 +434,7 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: no connection to %s could be made: %s", c.Addr, agg.firstErr)
 	}
 
+	wall0 := time.Now()
 	tl := &timeline{t0: now()}
 	tl.ms = tl.t0 + int64(c.Warmup)
 	tl.me = math.MaxInt64
@@ -488,6 +489,10 @@ func run(ctx context.Context, c *config) (*Result, error) {
 
 	merge(&agg, d.stats(), res)
 	res.Latency = latency(agg.hist)
+	res.Histogram = agg.hist
+	msStart := wall0.Add(c.Warmup)
+	agg.hist.SetStartTimeMs(msStart.UnixMilli())
+	agg.hist.SetEndTimeMs(msStart.Add(time.Duration(max(endAt-tl.ms, 0))).UnixMilli())
 	res.Reconnects, res.Abandoned = agg.reconnects, agg.abandoned
 	res.Messages = agg.measured
 	res.Bytes = agg.measured * int64(c.proto.msgLen)
