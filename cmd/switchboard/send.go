@@ -88,7 +88,7 @@ Examples:
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.connect, "connect", "127.0.0.1:8888", "server address: host:port, [::1]:port or unix:/path")
-	fl.StringVar(&f.framing, "framing", "raw", "message framing: raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,..., eof")
+	fl.StringVar(&f.framing, "framing", "raw", "message framing: raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,..., eof, resp")
 	fl.Var(&f.maxFrame, "max-frame", "largest message sent or reply accepted (KiB, MiB, GiB)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "limit for connecting and for each send and reply (0: none)")
 	fl.BoolVar(&f.halfClose, "half-close", false, "send all, shut down the write half, print everything until the server closes")
