@@ -397,3 +397,33 @@ func TestRESPRedis(t *testing.T) {
 		}
 	}
 }
+
+// Headers parse back to the addresses they announce; mixed families and
+// Unix sockets are announced as unknown, so the server keeps its own.
+func TestAppendProxyHeader(t *testing.T) {
+	v4a := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1}
+	v4b := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 2}
+	v6a := &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 3}
+	v6b := &net.TCPAddr{IP: net.ParseIP("::1"), Port: 4}
+	for _, v := range []string{"v1", "v2"} {
+		for _, tc := range []struct {
+			src, dst net.Addr
+			local    bool
+		}{{v4a, v4b, false}, {v6a, v6b, false}, {v4a, v6b, true}, {&net.UnixAddr{Name: "/x", Net: "unix"}, v4b, true}, {nil, nil, true}} {
+			b, err := loadgen.AppendProxyHeader([]byte("pre"), v, tc.src, tc.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, n, err := proxyproto.Parse(b[3:])
+			if err != nil || n != len(b)-3 || h.Local != tc.local {
+				t.Fatalf("%s %v->%v: %+v, n %d of %d, %v", v, tc.src, tc.dst, h, n, len(b)-3, err)
+			}
+			if !tc.local && (h.Src.String() != tc.src.String() || h.Dst.String() != tc.dst.String()) {
+				t.Fatalf("%s: header says %v->%v, want %v->%v", v, h.Src, h.Dst, tc.src, tc.dst)
+			}
+		}
+	}
+	if _, err := loadgen.AppendProxyHeader(nil, "v3", v4a, v4b); err == nil {
+		t.Fatal("v3 accepted")
+	}
+}

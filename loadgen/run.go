@@ -514,7 +514,7 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		res.MBPerSec = float64(res.Bytes) / sec / 1e6
 	}
 
-	if c.Rate > 0 {
+	if c.Rate > 0 && c.Conns > 0 {
 		res.OfferedRate = c.Rate
 		res.Behind = agg.behind
 		if send := agg.sendEnd - tl.ms; send > 0 {
