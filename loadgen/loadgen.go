@@ -15,7 +15,19 @@
 // (Rate > 0) sends on a fixed schedule and measures each message's latency
 // from the time it was meant to be sent, not from when it went out, so a
 // stalled server cannot hide its stall by holding the load back
-// ("coordinated omission"; the method of wrk2).
+// ("coordinated omission"; the method of wrk2). A server that falls behind
+// gets every message that came due as soon as a pipeline slot frees, each
+// carrying its wait; a message counts when it is sent inside the measured
+// window, whenever it was due. One periodic timer per worker paces the
+// schedule, never one per message, so the schedule holds up to what the
+// load's CPUs can send. The Result gives the offered and the achieved
+// rate, and says when the target was missed.
+//
+// Beyond echo servers: payload templates with per-message fields
+// (Template), replies that are merely well framed (ExpectAny) or framed
+// differently (ReplyCodec), Redis's protocol (framing resp), reconnection
+// when a server closes connections cleanly (a keep-alive limit), and PROXY
+// protocol headers (ProxyHeader).
 //
 // Latencies go into one HDR histogram per worker, merged at the end. A
 // warm-up period is run first and left out of every figure. With
