@@ -638,8 +638,11 @@ func (w *eworker) fill(ec *econn, t int64) {
 	f := ec.f
 	tl := w.tl
 	if t >= tl.me {
-		// The last pass, just after the end: what was due before it
-		// still goes, as sent in the window.
+		if c.Rate == 0 {
+			return
+		}
+		// Open loop, the last pass just after the end: what was due
+		// before it still goes, as sent in the window.
 		t = tl.me - 1
 	}
 	for f.inflight() < f.pipe {
