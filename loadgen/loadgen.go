@@ -150,8 +150,9 @@ type Config struct {
 	// default a clean close (FIN, not a reset) after at least one reply is
 	// a keep-alive limit: the connection is opened again and counted in
 	// Result.Reconnects, and the messages it had in flight, never
-	// answered, in Result.Abandoned. The goroutine driver does not
-	// reconnect: for it every close is an error.
+	// answered, in Result.Abandoned. A reset is still an error: a server
+	// that closes with requests unread (pipelined past its limit) resets
+	// the connection, unless it lingers as nginx does.
 	CloseIsError bool
 	// ProxyHeader, "v1" or "v2", opens every connection with a PROXY
 	// protocol header of that version, as a balancer would: the source is

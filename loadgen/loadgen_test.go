@@ -207,9 +207,8 @@ func (closer) OnMessage(c switchboard.Conn, msg []byte) {
 	c.Write(msg)
 }
 
-// A server that closes connections is an error when asked (and always for
-// the goroutine driver); by default the epoll driver reconnects, which
-// TestReconnect checks.
+// A server that closes connections is an error when asked; by default
+// the load reconnects, which TestReconnect checks.
 func TestServerCloses(t *testing.T) {
 	codec, _ := framing.Parse("line", 0)
 	for _, drv := range drivers() {

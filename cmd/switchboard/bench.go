@@ -148,7 +148,7 @@ is a Redis command, sent as an array of bulk strings:
 
 A connection the server closes cleanly after replying (a keep-alive
 limit) is opened again and counted, not an error (--close-is-error makes
-it one; the goroutine driver always does). --proxy-header v1|v2 opens every
+it one). --proxy-header v1|v2 opens every
 connection with a PROXY header carrying its own address, or
 --proxy-source's, for a server behind a balancer:
 
