@@ -48,7 +48,7 @@ type gconn struct {
 	mu          sync.Mutex
 	reconnected chan struct{}
 	base        uint64 // replies received when the connection (re)opened
-	st      *stats
+	st          *stats
 
 	credits chan struct{} // one per free pipeline slot
 	gone    chan struct{} // closed when the reader is done
