@@ -132,7 +132,7 @@ func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
 	}
 	stream := f.stream
 	if !cmd.Flags().Changed("stream") {
-		stream = len(args) == 0 && !f.halfClose && isTerminal(cmd.InOrStdin())
+		stream = len(args) == 0 && !f.halfClose && codec.String() != "eof" && isTerminal(cmd.InOrStdin())
 	}
 	if stream && (f.halfClose || len(args) > 0 || codec.String() == "eof") {
 		return usagef("--stream takes its messages from stdin, and excludes --half-close and --framing eof")
