@@ -58,10 +58,10 @@ func parseRates(s string) ([]float64, error) {
 		return nil, fmt.Errorf("--rate %s: %.0f steps, at most %d", s, math.Floor((to-from)/step)+1, maxSteps)
 	}
 	var rates []float64
-	for i := 0; ; i++ {
+	for i := 0; i < maxSteps; i++ {
 		r := from + float64(i)*step
-		if r > to*(1+1e-9) {
-			break
+		if r > to*(1+1e-9) || (i > 0 && r <= rates[i-1]) {
+			break // past TO, or a step too small to tell at this magnitude
 		}
 		rates = append(rates, r)
 	}
