@@ -183,7 +183,7 @@ func TestMismatchDetected(t *testing.T) {
 					Addr: addr, Conns: 2, Size: 64, Codec: codec, Duration: 200 * time.Millisecond, Driver: drv,
 				})
 				if res.Errors.Mismatches != 1 || res.Errors.Total() != 1 {
-					t.Fatalf("errors %+v, want exactly one mismatch", res.Errors)
+					t.Fatalf("errors %+v, want exactly one mismatch (messages %d, elapsed %v, connect %v)", res.Errors, res.Messages, res.Elapsed, res.ConnectTime)
 				}
 				if res.Errors.FirstMismatch == "" {
 					t.Fatal("mismatch not described")
