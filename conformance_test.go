@@ -66,12 +66,19 @@ var conformanceCases = []struct {
 }
 
 func TestConformance(t *testing.T) {
+	var variants []string
 	for _, model := range switchboard.Models() {
+		variants = append(variants, model, model+tlsSuffix)
+	}
+	for _, model := range variants {
 		t.Run(model, func(t *testing.T) {
 			for _, tc := range conformanceCases {
 				t.Run(tc.name, func(t *testing.T) {
-					if tc.concurrent && model == switchboard.ModelBlocking {
+					if name, _ := splitModel(model); tc.concurrent && name == switchboard.ModelBlocking {
 						t.Skip("blocking serves one connection at a time by design")
+					}
+					if why, ok := tlsSkipReason(model, tc.name); ok {
+						t.Skip(why)
 					}
 					tc.run(t, model)
 				})
@@ -92,8 +99,8 @@ func start(t *testing.T, model string, h switchboard.Handler, opts ...switchboar
 
 func startOn(t *testing.T, addr, model string, h switchboard.Handler, opts ...switchboard.Option) (*switchboard.Server, string) {
 	t.Helper()
-	opts = append([]switchboard.Option{switchboard.WithModel(model), switchboard.WithLoops(2)}, opts...)
-	a, srv := testserver.Start(t, addr, h, opts...)
+	a, srv := testserver.Start(t, addr, h, append(modelOptions(model), opts...)...)
+	markTLS(t, model, a)
 	return srv, a
 }
 
@@ -101,7 +108,7 @@ func startOn(t *testing.T, addr, model string, h switchboard.Handler, opts ...sw
 // receives Serve's result.
 func launch(t *testing.T, model string, h switchboard.Handler) (*switchboard.Server, string, chan error) {
 	t.Helper()
-	srv, err := switchboard.NewServer(h, switchboard.WithModel(model), switchboard.WithLoops(2))
+	srv, err := switchboard.NewServer(h, modelOptions(model)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,20 +118,20 @@ func launch(t *testing.T, model string, h switchboard.Handler) (*switchboard.Ser
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lns...) }()
+	markTLS(t, model, lns[0].Addr().String())
 	return srv, lns[0].Addr().String(), served
 }
 
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	network, address, err := switchboard.SplitAddr(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout(network, address, 5*time.Second)
+	c, err := dialConn(addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := handshake(c); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -170,7 +177,7 @@ func streamOnce(addr string, seed uint64) error {
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := dialConn(addr, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -180,7 +187,7 @@ func streamOnce(addr string, seed uint64) error {
 	go func() {
 		err := writeSplit(c, data, r)
 		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
+			err = closeWrite(c)
 		}
 		werr <- err
 	}()
@@ -258,7 +265,7 @@ func testFramings(t *testing.T, model string) {
 			c := dial(t, addr)
 			go func() {
 				writeSplit(c, wire, r)
-				c.(*net.TCPConn).CloseWrite()
+				closeWrite(c)
 			}()
 			got, err := io.ReadAll(c)
 			if err != nil {
@@ -295,7 +302,7 @@ func testHalfCloseEOF(t *testing.T, model string) {
 	msg := randText(r, 200<<10)
 	go func() {
 		writeSplit(c, msg, r)
-		c.(*net.TCPConn).CloseWrite()
+		closeWrite(c)
 	}()
 	reply, err := io.ReadAll(c)
 	if err != nil {
@@ -503,7 +510,7 @@ func testGracefulShutdown(t *testing.T, model string) {
 	for i := range clients {
 		started.Add(1)
 		go func() {
-			c, err := net.Dial("tcp", addr)
+			c, err := dialConn(addr, 10*time.Second)
 			if err != nil {
 				started.Done()
 				results <- result{err: err}
@@ -659,11 +666,11 @@ func testHelloHTTP(t *testing.T, model string) {
 		t.Fatal(err)
 	}
 	_, addr := start(t, model, svc.New())
-	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+	tr, scheme := httpTransport(addr)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	for i := range 20 {
-		resp, err := client.Get("http://" + addr + "/")
+		resp, err := client.Get(scheme + addr + "/")
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -690,7 +697,7 @@ func testUnixSocket(t *testing.T, model string) {
 	_, addr := startOn(t, "unix:"+path, model, echo)
 	c := dial(t, addr)
 	c.Write([]byte("over unix"))
-	c.(*net.UnixConn).CloseWrite()
+	closeWrite(c)
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "over unix" {
 		t.Fatalf("%q %v", got, err)
@@ -785,7 +792,7 @@ func testWriteTimeout(t *testing.T, model string) {
 	srv, addr := start(t, model, amplifier{rec},
 		switchboard.WithWriteTimeout(300*time.Millisecond), switchboard.WithMaxPending(64<<10))
 	c := dial(t, addr)
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	tcpConn(c).SetReadBuffer(4 << 10)
 	go c.Write(make([]byte, 64<<20)) // and never read
 	select {
 	case <-rec.done:
@@ -808,7 +815,7 @@ func testPeerReset(t *testing.T, model string) {
 	c.Write([]byte("ping"))
 	io.ReadFull(c, make([]byte, 4))
 	// Vanish with a reset instead of a FIN.
-	c.(*net.TCPConn).SetLinger(0)
+	tcpConn(c).SetLinger(0)
 	c.Close()
 	rec.waitClose(t)
 	waitFor(t, "no active connections after the peer reset", func() bool { return srv.Stats().Active == 0 })

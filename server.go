@@ -309,6 +309,10 @@ type Stats struct {
 	SlowConsumers  int64 // connections closed for not reading their output
 	BytesIn        int64
 	BytesOut       int64
+	// Handshakes counts TLS handshakes that succeeded; HandshakeFailures
+	// connections closed because theirs failed.
+	Handshakes        int64
+	HandshakeFailures int64
 }
 
 // Stats returns the current counters.
@@ -324,5 +328,8 @@ func (s *Server) Stats() Stats {
 		SlowConsumers:  st.SlowConsumers.Load(),
 		BytesIn:        st.BytesIn.Load(),
 		BytesOut:       st.BytesOut.Load(),
+
+		Handshakes:        st.Handshakes.Load(),
+		HandshakeFailures: st.HandshakeFailures.Load(),
 	}
 }

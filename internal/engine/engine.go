@@ -6,14 +6,17 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
 	"switchboard/framing"
 	"switchboard/internal/proxyproto"
+	"switchboard/internal/tlsloop"
 )
 
 // Conn is the engine's view of one connection as a handler sees it. The
@@ -106,9 +109,33 @@ type Config struct {
 	// ProxyProtocol expects a PROXY v1 or v2 header first on every
 	// connection and reports the address it carries as RemoteAddr.
 	ProxyProtocol bool
+	// TLS, when not nil, makes every connection speak TLS with this
+	// configuration (after the PROXY header, when one is expected). The
+	// handler hears of a connection only once its handshake has
+	// succeeded, and sees decrypted frames.
+	TLS *tls.Config
+	// HandshakeTimeout bounds a TLS handshake, including any wait for a
+	// handshake slot; 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds how many TLS handshakes run at once; 0 means
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
 	Logger        *slog.Logger
 	Stats         *Stats
 }
+
+// DefaultHandshakeTimeout bounds a TLS handshake unless configured.
+const DefaultHandshakeTimeout = tlsloop.DefaultHandshakeTimeout
+
+// DefaultMaxHandshakes returns the default bound on concurrent TLS
+// handshakes: 64 per GOMAXPROCS. A handshake spends most of its wall time
+// waiting a round trip for the peer's next flight and well under a
+// millisecond of CPU (ECDSA P-256), so 64 per core keeps every core busy
+// even across a 30 ms WAN round trip, while a flood of connections that
+// never finish can pin at most that many goroutines and key exchanges
+// (roughly 2 MiB per core) before the rest wait in a queue that costs no
+// goroutine.
+func DefaultMaxHandshakes() int { return 64 * runtime.GOMAXPROCS(0) }
 
 // DefaultMaxPending is the default high-water mark of queued output.
 const DefaultMaxPending = 4 << 20
@@ -126,6 +153,12 @@ func (cfg *Config) Normalize() *Config {
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = 1
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -163,6 +196,11 @@ type Stats struct {
 	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
+	// Handshakes counts TLS handshakes that succeeded, HandshakeFailures
+	// connections closed because theirs did not (a timeout, plaintext or
+	// garbage, a refused certificate).
+	Handshakes        atomic.Int64
+	HandshakeFailures atomic.Int64
 }
 
 // CountClose adds a connection closed for err to the matching counter.
@@ -175,8 +213,14 @@ func (s *Stats) CountClose(err error) {
 		s.SlowConsumers.Add(1)
 	case IsProtocolError(err):
 		s.ProtocolErrors.Add(1)
+	case errors.Is(err, ErrHandshake):
+		s.HandshakeFailures.Add(1)
 	}
 }
+
+// ErrHandshake is wrapped by every TLS handshake failure, on every model:
+// it is tlsloop's own sentinel, so the event loops' errors match too.
+var ErrHandshake = tlsloop.ErrHandshake
 
 // IsProtocolError reports whether err came from the peer breaking the wire
 // format (framing or PROXY header).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,14 +57,45 @@ func ProxyHeaderLate(d time.Duration) error {
 }
 
 // LogClose writes the line for a connection's end: the peer's protocol
-// errors and slow consumers are worth a warning, other reasons are
+// errors, failed TLS handshakes and slow consumers are worth a warning, other reasons are
 // routine, and an orderly close says nothing.
 func LogClose(l *slog.Logger, remote net.Addr, err error) {
 	switch {
 	case err == nil:
-	case IsProtocolError(err), errors.Is(err, ErrSlowConsumer):
+	case IsProtocolError(err), errors.Is(err, ErrSlowConsumer), errors.Is(err, ErrHandshake):
 		l.Warn("connection closed", "remote", remote, "reason", err)
 	default:
 		l.Debug("connection closed", "remote", remote, "reason", err)
 	}
+}
+
+// HandshakeTimeout is a handshake that did not finish within d, the wait
+// for a slot included.
+func HandshakeTimeout(d time.Duration) error {
+	return fmt.Errorf("%w: timed out after %v", ErrHandshake, d)
+}
+
+// HandshakeEOF: the peer closed before the handshake was done.
+func HandshakeEOF() error {
+	return fmt.Errorf("%w: connection closed by the peer", ErrHandshake)
+}
+
+// HandshakeFailed wraps crypto/tls's reason for a failed handshake,
+// quoting a record header that is printable text: that is a peer
+// speaking plaintext (an HTTP request, say) to a TLS port.
+func HandshakeFailed(err error) error {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) && printable(rh.RecordHeader[:]) {
+		return fmt.Errorf("%w: %w (plaintext %q)", ErrHandshake, err, rh.RecordHeader[:])
+	}
+	return fmt.Errorf("%w: %w", ErrHandshake, err)
+}
+
+func printable(b []byte) bool {
+	for _, x := range b {
+		if (x < ' ' || x > '~') && x != '\r' && x != '\n' && x != '\t' {
+			return false
+		}
+	}
+	return true
 }

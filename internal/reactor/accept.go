@@ -196,6 +196,10 @@ func (l *loop) adopt(c *conn) {
 		l.arm(c, timerIdle, l.now+s.headerWait)
 		return
 	}
+	if s.tls != nil {
+		l.startTLS(c, nil)
+		return
+	}
 	if s.idle > 0 {
 		l.arm(c, timerIdle, l.now+s.idle)
 	}

@@ -21,6 +21,9 @@ func (l *loop) closeConn(c *conn, err error) {
 	c.state = connstate.Closed
 	c.mu.Lock()
 	c.closed, c.writeRefused = true, true
+	if c.tls != nil {
+		l.closeTLS(c)
+	}
 	c.out.Release()
 	c.mu.Unlock()
 	for k := range uint8(numTimers) {
@@ -55,6 +58,11 @@ func (l *loop) drain() {
 	l.closeListeners()
 	for _, c := range l.conns {
 		if c == nil || c.state == connstate.Closed {
+			continue
+		}
+		if c.tls != nil && !c.tls.ready {
+			// The handler has not heard of it: nothing to finish.
+			l.closeConn(c, nil)
 			continue
 		}
 		c.mu.Lock()

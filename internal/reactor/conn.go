@@ -77,6 +77,7 @@ type conn struct {
 	lastProgress int64               // loop clock at the last write progress while stuck
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
+	tls          *tlsConn // the TLS layer, nil without TLS (tls.go)
 }
 
 // kickUnlock makes sure the loop will look at c, from any goroutine, and

@@ -23,6 +23,10 @@ import (
 const minReadRoom = 16 << 10
 
 func (l *loop) readable(c *conn) {
+	if c.tls != nil {
+		l.readableTLS(c)
+		return
+	}
 	// A partial frame is waiting: read straight behind it rather than
 	// into the loop buffer and copy. Otherwise read into the loop buffer
 	// and decode from there.
@@ -118,6 +122,12 @@ func (l *loop) header(c *conn) bool {
 	c.in.Skip(n)
 	if !h.Local && h.Src != nil {
 		c.proxied = h.Src
+	}
+	if s.tls != nil {
+		// What follows the header is the TLS stream.
+		l.startTLS(c, c.in.Bytes())
+		c.in.Reset(l.split)
+		return true
 	}
 	if s.idle > 0 {
 		l.arm(c, timerIdle, l.now+s.idle)

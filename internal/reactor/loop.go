@@ -26,10 +26,12 @@ type taskKind uint8
 
 // Work other goroutines hand a loop through its queue.
 const (
-	taskKick  taskKind = iota // look at conn: queued output, Close, CloseWrite
-	taskAdopt                 // take over a connection another loop accepted
-	taskDrain                 // Shutdown began
-	taskClose                 // close everything now
+	taskKick      taskKind = iota // look at conn: queued output, Close, CloseWrite
+	taskAdopt                     // take over a connection another loop accepted
+	taskDrain                     // Shutdown began
+	taskClose                     // close everything now
+	taskTLSOutput                 // conn's handshake has output to send
+	taskTLSDone                   // conn's handshake ended
 )
 
 type task struct {
@@ -253,6 +255,10 @@ func (l *loop) runQueue() {
 			l.drain()
 		case taskClose:
 			l.closeAll()
+		case taskTLSOutput:
+			l.handshakeOutput(t.c)
+		case taskTLSDone:
+			l.handshakeDone(t.c)
 		}
 	}
 	l.spareQ = q[:0]

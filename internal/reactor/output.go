@@ -9,6 +9,7 @@ import (
 
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
 	"switchboard/internal/rawio"
 )
 
@@ -45,6 +46,9 @@ func (l *loop) writable(c *conn) {
 func (l *loop) flushUnlock(c *conn) {
 	err := l.flushLocked(c)
 	pending := c.out.Len()
+	if c.tls != nil {
+		pending = c.tls.pending(pending)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		l.closeConn(c, err)
@@ -57,7 +61,14 @@ func (l *loop) flushUnlock(c *conn) {
 // for one chunk, one writev for several. A short write means the socket
 // buffer is full, so it stops there rather than spend a call on EAGAIN.
 func (l *loop) flushLocked(c *conn) error {
-	o := &c.out
+	if c.tls != nil {
+		return l.flushTLSLocked(c)
+	}
+	return l.writeLocked(c, &c.out)
+}
+
+// writeLocked writes o, c's outbox or its TLS ciphertext.
+func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 	fd := int(c.fd)
 	for o.Len() > 0 {
 		var n, want int

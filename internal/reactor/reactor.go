@@ -47,6 +47,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/engine"
 	"switchboard/internal/poller"
+	"switchboard/internal/tlsloop"
 )
 
 // serverState is where the engine is in its life: Serve moves it from
@@ -75,9 +76,10 @@ type server struct {
 	maxPending int
 	lowWater   int
 	writeLimit int
-	idle       int64 // ns, 0 = off
-	writeTO    int64 // ns, 0 = off
-	headerWait int64 // ns: engine.Config.ProxyHeaderTimeout
+	idle       int64           // ns, 0 = off
+	writeTO    int64           // ns, 0 = off
+	headerWait int64           // ns: engine.Config.ProxyHeaderTimeout
+	tls        *tlsloop.Config // nil without TLS
 
 	nconns atomic.Int64 // open connections, for MaxConns
 
@@ -117,6 +119,13 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		writeTO:    int64(max(cfg.WriteTimeout, 0)),
 		headerWait: int64(cfg.ProxyHeaderTimeout()),
 		done:       make(chan struct{}),
+	}
+	if cfg.TLS != nil {
+		lim, err := tlsloop.NewLimiter(cfg.MaxHandshakes)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = &tlsloop.Config{TLS: cfg.TLS, HandshakeTimeout: cfg.HandshakeTimeout, Limiter: lim}
 	}
 	return s, nil
 }

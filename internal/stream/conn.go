@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -22,8 +23,11 @@ const (
 )
 
 type conn struct {
-	s      *server
-	nc     net.Conn
+	s  *server
+	nc net.Conn // the socket: deadlines, shutdown, close
+	// rw carries the plaintext: nc itself, or tc over it.
+	rw     net.Conn
+	tc     *tls.Conn // nil without TLS
 	remote net.Addr
 	// Only the reader goroutine touches these two.
 	opened bool                // OnOpen was called
@@ -44,8 +48,12 @@ type conn struct {
 }
 
 func newConn(s *server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr()}
+	c := &conn{s: s, nc: nc, rw: nc, remote: nc.RemoteAddr()}
 	c.cond.L = &c.mu
+	if s.cfg.TLS != nil && !s.cfg.ProxyProtocol {
+		c.tc = tls.Server(nc, s.cfg.TLS)
+		c.rw = c.tc
+	}
 	return c
 }
 
@@ -172,9 +180,7 @@ func (c *conn) flushOwned() {
 	}
 	if !c.closed && c.wantCloseW && !c.wclosed {
 		c.wclosed = true
-		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
+		c.shutWrite()
 	}
 	c.flushing = false
 	c.cond.Broadcast()
@@ -188,7 +194,7 @@ func (c *conn) writeAll(buf []byte) error {
 		if wt > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(wt))
 		}
-		n, err := c.nc.Write(chunk)
+		n, err := c.rw.Write(chunk)
 		c.s.cfg.Stats.BytesOut.Add(int64(n))
 		buf = buf[n:]
 		c.mu.Lock()
@@ -286,6 +292,11 @@ func (c *conn) run() error {
 			return err
 		}
 	}
+	if c.tc != nil || cfg.TLS != nil {
+		if done, err := c.handshake(); done || err != nil {
+			return err
+		}
+	}
 	c.opened = true
 	c.setDispatch(true)
 	c.s.h.OnOpen(c)
@@ -314,7 +325,7 @@ func (c *conn) run() error {
 		if c.s.isDraining() {
 			return c.drain()
 		}
-		n, err := c.nc.Read(c.in.Room(split))
+		n, err := c.rw.Read(c.in.Room(split))
 		c.in.Commit(n)
 		cfg.Stats.BytesIn.Add(int64(n))
 		if err == nil {
@@ -370,9 +381,7 @@ func (c *conn) drain() error {
 	if closed {
 		return nil
 	}
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
+	c.shutWrite()
 	c.nc.SetReadDeadline(c.s.lingerDeadline())
 	_, err := io.Copy(io.Discard, c.nc)
 	if err != nil && isTimeout(err) {

@@ -32,6 +32,8 @@ type server struct {
 	split     *framing.Splitter // the frame loop's codec and buffering
 	// Derived from cfg once, not on every Write.
 	writeLimit, lowWater int
+	// slots counts the TLS handshakes running (cfg.MaxHandshakes at most).
+	slots chan struct{}
 
 	mu       sync.Mutex
 	lns      []net.Listener
@@ -66,6 +68,7 @@ func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 		}),
 		writeLimit: cfg.WriteLimit(),
 		lowWater:   cfg.LowWater(),
+		slots:      make(chan struct{}, cfg.MaxHandshakes),
 		cfg:        cfg,
 		h:          h,
 		iterative:  iterative,

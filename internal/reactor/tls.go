@@ -1,0 +1,306 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd
+
+package reactor
+
+import (
+	"crypto/tls"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"switchboard/internal/connstate"
+	"switchboard/internal/outbox"
+	"switchboard/internal/rawio"
+	"switchboard/internal/tlsloop"
+)
+
+// TLS on the loop, driven as internal/tlsloop documents. A TLS connection
+// has a tlsConn (conn.tls, nil for every other connection, so plaintext
+// pays one nil check where the paths part):
+//
+//   - readable: ciphertext is read into the loop buffer and fed to the TLS
+//     state, which copies it; the loop buffer then takes the plaintext
+//     Read returns, which the Accumulator decodes in place as it would a
+//     plaintext read (behind a partial frame, via Room/Commit, when one is
+//     held).
+//   - Write is unchanged: it frames plaintext into conn.out from any
+//     goroutine. The flush, on the loop, seals conn.out into tlsConn.out
+//     (ciphertext) and writes that. Until the handshake is done nothing is
+//     sealed, so writes wait; at most sealAhead bytes of ciphertext are
+//     sealed ahead of the socket, so a stuck peer leaves its backlog as
+//     plaintext, under Write's limit.
+//   - The handshake runs on tlsloop's goroutine, bounded by the handshake
+//     timeout and the server's Limiter; it reports through the loop's
+//     queue (taskTLSOutput, taskTLSDone). OnOpen runs when it succeeds;
+//     until then the connection is in connstate.Header, the state in
+//     which the handler has not heard of it, with no idle timer.
+//   - Half-close: once the plaintext is flushed in ShuttingWrite,
+//     close_notify is queued; the FIN follows it when settle finds the
+//     ciphertext flushed. A full close sends close_notify only when no
+//     record is half-written.
+type tlsConn struct {
+	c   *conn
+	tc  *tlsloop.Conn
+	out outbox.Outbox // ciphertext, under c.mu like c.out
+	// herr is the handshake's result, written by the handshake goroutine
+	// before it posts taskTLSDone (the queue's lock orders the two).
+	herr  error
+	ready bool // the loop has seen the handshake succeed and opened c
+	// notify: close_notify is queued (CloseWrite or a drain).
+	notify bool
+}
+
+const (
+	// sealAhead bounds the ciphertext sealed and not yet written, which
+	// Write's limit on pending output does not see: two full records.
+	sealAhead = 32 << 10
+	// sealPiece is the most plaintext sealed at once: one full record,
+	// so a pooled chunk holds its ciphertext.
+	sealPiece = 16 << 10
+	// sealSlack covers record overhead on sealPiece bytes: headers, tags,
+	// and the small records crypto/tls starts a connection with.
+	sealSlack = 1 << 10
+	// maxHandshakeInput is how much unread ciphertext a connection may
+	// buffer during its handshake before the loop stops reading it: a
+	// client's records sent right behind its Finished, or a flood. The
+	// handshake goroutine reads what arrives as it arrives, and reading
+	// resumes with the next flight the server sends or the handshake's
+	// end, so only a client whose last flight alone passed this (a
+	// certificate chain over 64 KiB) would wait for its timeout.
+	maxHandshakeInput = 64 << 10
+)
+
+// Output and HandshakeDone are tlsloop.Events, called on the handshake's
+// goroutines; they post to the loop and return.
+func (t *tlsConn) Output() { t.c.l.post(task{kind: taskTLSOutput, c: t.c}) }
+
+func (t *tlsConn) HandshakeDone(err error) {
+	t.herr = err
+	t.c.l.post(task{kind: taskTLSDone, c: t.c})
+}
+
+// startTLS begins c's handshake: at accept, or once its PROXY header is
+// parsed, when rest is what followed the header.
+func (l *loop) startTLS(c *conn, rest []byte) {
+	t := &tlsConn{c: c}
+	t.tc = tlsloop.Server(l.s.tls, t)
+	c.tls = t
+	c.state = connstate.Header
+	l.disarm(c, timerIdle) // the handshake timeout is tlsloop's
+	t.tc.Start()
+	if len(rest) > 0 {
+		t.tc.Feed(rest)
+	}
+}
+
+// readableTLS is readable for a TLS connection.
+func (l *loop) readableTLS(c *conn) {
+	t := c.tls
+	n, err := rawio.Read(int(c.fd), l.buf)
+	switch {
+	case n > 0:
+		l.bytesIn += int64(n)
+		c.lastRead = l.now
+		if l.draining {
+			return // input after Shutdown is read and dropped
+		}
+		t.tc.Feed(l.buf[:n])
+		if t.ready {
+			l.inputTLS(c)
+		} else if t.tc.Buffered() > maxHandshakeInput {
+			l.interest(c, false, c.flags&connWriteOn != 0)
+		}
+	case n == 0 && err == nil:
+		t.tc.FeedEOF()
+		switch {
+		case l.draining:
+			l.closeConn(c, nil)
+		case t.ready:
+			l.inputTLS(c)
+		default:
+			// The handshake fails on the EOF with its own reason.
+			l.interest(c, false, c.flags&connWriteOn != 0)
+		}
+	case err == unix.EAGAIN || err == unix.EINTR:
+	default:
+		l.closeConn(c, os.NewSyscallError("read", err))
+	}
+}
+
+// inputTLS decrypts what is fed, decodes and delivers the frames, and
+// flushes the replies. The peer's close_notify (or its FIN at a record
+// boundary) is the end of the stream, as a FIN is without TLS.
+func (l *loop) inputTLS(c *conn) {
+	t := c.tls
+	c.mu.Lock()
+	c.sched = true
+	c.mu.Unlock()
+	h := l.s.h
+	for {
+		held := c.in.Buffered() > 0
+		dst := l.buf
+		if held {
+			dst = c.in.Room(l.split)
+		}
+		k, err := 0, error(nil)
+		for k < len(dst) && err == nil {
+			var m int
+			m, err = t.tc.Read(dst[k:])
+			k += m
+		}
+		if held {
+			c.in.Commit(k)
+		} else {
+			c.in.Feed(l.split, dst[:k])
+		}
+		for c.req.Load()&(reqClose|reqSlow) == 0 {
+			frame, ok, ferr := c.in.Next(l.split, false)
+			if ferr != nil {
+				l.closeConn(c, ferr)
+				return
+			}
+			if !ok {
+				break
+			}
+			h.OnMessage(c, frame)
+		}
+		c.in.Done(l.split)
+		if c.state == connstate.Closed {
+			return
+		}
+		if c.req.Load()&(reqClose|reqSlow) != 0 || err == tlsloop.ErrWouldBlock {
+			break
+		}
+		if err == io.EOF {
+			l.eof(c)
+			return
+		}
+		if err != nil {
+			l.closeConn(c, err)
+			return
+		}
+	}
+	l.afterDispatch(c)
+}
+
+// handshakeDone is taskTLSDone on the loop: open c, or close it with the
+// handshake's reason after sending what explains it (an alert).
+func (l *loop) handshakeDone(c *conn) {
+	if c.state == connstate.Closed {
+		return
+	}
+	t := c.tls
+	if t.herr != nil {
+		c.mu.Lock()
+		l.flushLocked(c)
+		c.mu.Unlock()
+		l.closeConn(c, t.herr)
+		return
+	}
+	s := l.s
+	t.ready = true
+	s.stats.Handshakes.Add(1)
+	c.lastRead = l.now
+	if s.idle > 0 {
+		l.arm(c, timerIdle, l.now+s.idle)
+	}
+	c.mu.Lock()
+	c.sched = true
+	c.mu.Unlock()
+	l.open(c)
+	// Records that arrived with the client's last flight are decrypted
+	// now; inputTLS then flushes what OnOpen and the messages wrote.
+	l.inputTLS(c)
+}
+
+// handshakeOutput is taskTLSOutput: send the flight the handshake wrote.
+func (l *loop) handshakeOutput(c *conn) {
+	if c.state == connstate.Closed {
+		return
+	}
+	c.mu.Lock()
+	l.flushUnlock(c)
+}
+
+// sealLocked moves c's plaintext into ciphertext and returns the outbox
+// to write from. c.mu is held.
+func (l *loop) sealLocked(c *conn) (*outbox.Outbox, error) {
+	t := c.tls
+	t.takeOutput()
+	if !t.ready {
+		return &t.out, nil
+	}
+	for c.out.Len() > 0 && t.out.Len() < sealAhead {
+		b, _ := c.out.Head()
+		b = b[:min(len(b), sealPiece)]
+		dst, err := t.tc.Seal(t.out.Reserve(len(b)+sealSlack), b)
+		t.out.Commit(dst)
+		if err != nil {
+			return &t.out, err
+		}
+		c.out.Consume(len(b))
+	}
+	if c.out.Len() == 0 && c.state == connstate.ShuttingWrite && !t.notify {
+		t.notify = true
+		t.tc.CloseWrite()
+		t.takeOutput()
+	}
+	return &t.out, nil
+}
+
+// flushTLSLocked seals and writes until the plaintext is gone or the
+// socket is full. c.mu is held.
+func (l *loop) flushTLSLocked(c *conn) error {
+	for {
+		o, err := l.sealLocked(c)
+		if err != nil {
+			return err
+		}
+		if err := l.writeLocked(c, o); err != nil {
+			return err
+		}
+		if o.Len() > 0 || c.out.Len() == 0 || !c.tls.ready {
+			return nil
+		}
+	}
+}
+
+// takeOutput queues what the TLS state has to send: handshake flights,
+// alerts, key updates, close_notify.
+func (t *tlsConn) takeOutput() {
+	if b := t.tc.Output(nil); len(b) > 0 {
+		t.out.Commit(append(t.out.Reserve(len(b)), b...))
+	}
+}
+
+// pending is what settle weighs: the ciphertext, and the plaintext once
+// it can be sealed (before that it is held, and neither wants the socket
+// nor pauses reading).
+func (t *tlsConn) pending(plain int) int {
+	if !t.ready {
+		return t.out.Len()
+	}
+	return plain + t.out.Len()
+}
+
+// closeTLS ends c's TLS state as c closes, sending close_notify when the
+// stream is at a record boundary. c.mu is held.
+func (l *loop) closeTLS(c *conn) {
+	t := c.tls
+	clean := t.ready && t.out.Len() == 0
+	t.tc.Close()
+	if b := t.tc.Output(nil); clean && len(b) > 0 {
+		rawio.Write(int(c.fd), b) // best effort: the socket closes next
+	}
+	t.out.Release()
+}
+
+// ConnectionState returns the negotiated TLS parameters; ok is false for
+// a connection without TLS, or before its handshake.
+func (c *conn) ConnectionState() (tls.ConnectionState, bool) {
+	if c.tls == nil {
+		return tls.ConnectionState{}, false
+	}
+	return c.tls.tc.ConnectionState()
+}
