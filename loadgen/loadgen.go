@@ -47,6 +47,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -181,6 +182,12 @@ type Config struct {
 	Workers int
 	// Driver is DriverAuto (default), DriverEpoll or DriverGoroutine.
 	Driver string
+	// TLS, when set, makes every connection speak TLS with this client
+	// configuration; the handshake is part of connecting, and its time is
+	// reported in Result.Handshakes. TLS connections run on the goroutine
+	// driver, with crypto/tls over net.Conn (DriverAuto picks it; asking
+	// for DriverEpoll is an error): the epoll driver has no TLS layer.
+	TLS *tls.Config
 	// ServerPID, when non-zero, is the server process whose CPU time and
 	// resident memory are reported (Linux /proc).
 	ServerPID int
@@ -381,6 +388,8 @@ type Result struct {
 	Shortfall    float64 `json:"shortfall,omitempty"`
 	Behind       int64   `json:"behind,omitempty"`
 	RateMissed   bool    `json:"rate_missed,omitempty"`
+	// Handshakes summarises the TLS handshakes, when Config.TLS is set.
+	Handshakes *HandshakeStats `json:"handshakes,omitempty"`
 	// Reconnects counts connections the server closed cleanly and that
 	// were opened again; Abandoned the messages they had in flight.
 	Reconnects int64   `json:"reconnects,omitempty"`
@@ -401,6 +410,25 @@ type Result struct {
 	// end times set to the measured window's wall-clock times, for an
 	// HdrHistogram interval log. It is not part of the JSON.
 	Histogram *hdrhistogram.Histogram `json:"-"`
+}
+
+// HandshakeStats are the TLS handshakes of a run: the initial connects and
+// reconnects. PerSec is the handshakes completed during the connect phase
+// over its length (connects are paced by ConnectRate, so it is a
+// server's handshake rate only when that pacing is not the limit).
+// Latency is from the TCP connection being established to the client's
+// handshake completing.
+//
+// ServerCPUPerHandshake is the server's CPU time (µs) over the connect
+// phase divided by the connections made, when Config.ServerPID is set:
+// its inverse is the handshakes one core of that server can do per second,
+// whatever paced the connects. The process's CPU time has a 10 ms
+// granularity, so it wants a connect phase of a second or more.
+type HandshakeStats struct {
+	Count                 int64   `json:"count"`
+	PerSec                float64 `json:"per_sec"`
+	ServerCPUPerHandshake float64 `json:"server_cpu_us_per_handshake,omitempty"`
+	Latency               Latency `json:"latency"`
 }
 
 // config is a validated Config with everything derived from it.
@@ -493,10 +521,16 @@ func validate(cfg Config) (*config, error) {
 	switch c.Driver {
 	case "", DriverAuto:
 		c.Driver = defaultDriver
+		if c.TLS != nil {
+			c.Driver = DriverGoroutine
+		}
 	case DriverGoroutine:
 	case DriverEpoll:
 		if defaultDriver != DriverEpoll {
 			return nil, configErr("the epoll driver needs Linux")
+		}
+		if c.TLS != nil {
+			return nil, configErr("TLS runs on the goroutine driver; the epoll driver has no TLS layer")
 		}
 	default:
 		return nil, configErr("unknown driver %q: want auto, epoll or goroutine", c.Driver)

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,11 @@ type netDriver struct {
 	closing   atomic.Bool
 	wg        sync.WaitGroup // every goroutine the driver started
 	closeOnce sync.Once
+
+	// TLS (tls.go).
+	hs      handshakes
+	tlsOnce sync.Once
+	tls     *tls.Config
 }
 
 // gconn is one connection of the goroutine driver.
@@ -158,6 +164,9 @@ func (d *netDriver) open(ctx context.Context, gc *gconn) (net.Conn, error) {
 			nc.Close()
 			return nil, fmt.Errorf("PROXY header: %w", err)
 		}
+	}
+	if c.TLS != nil {
+		return d.handshake(nc)
 	}
 	return nc, nil
 }

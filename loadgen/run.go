@@ -333,6 +333,22 @@ func run(ctx context.Context, c *config) (*Result, error) {
 	for _, st := range d.stats() {
 		res.Connected += int(st.prog.connected.Load())
 	}
+	if nd, ok := d.(*netDriver); ok && c.TLS != nil {
+		// The server's CPU over the connect phase is its handshakes' (and
+		// accepts'), for the CPU each one costs.
+		var hsCPU time.Duration
+		if c.ServerPID != 0 {
+			if sc, err := sampleProc(c.ServerPID); err == nil {
+				hsCPU = sc.cpu - srv0.cpu
+			}
+		}
+		defer func() {
+			res.Handshakes = nd.hs.summary(res.Connected, res.ConnectTime)
+			if hsCPU > 0 && res.Connected > 0 {
+				res.Handshakes.ServerCPUPerHandshake = float64(hsCPU.Microseconds()) / float64(res.Connected)
+			}
+		}()
+	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}

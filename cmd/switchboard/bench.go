@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,6 +37,10 @@ type loadFlags struct {
 	cpuLoad        string
 	loops          int
 	jsonPath       string
+	tls            clientTLSFlags
+	// Set by setupTLS (bench_tls.go).
+	tlsClient *tls.Config
+	tlsServer []string // serve's TLS flags for the servers the command starts
 }
 
 func (f *loadFlags) register(cmd *cobra.Command, duration, warmup time.Duration) {
@@ -53,6 +58,7 @@ func (f *loadFlags) register(cmd *cobra.Command, duration, warmup time.Duration)
 	fl.StringVar(&f.cpuLoad, "cpu-load", "auto", "CPUs for the load generator: auto (the others), none, or a list such as 1 or 2-3")
 	fl.IntVar(&f.loops, "loops", 1, "event loops of the server this command starts (reactor models)")
 	fl.StringVar(&f.jsonPath, "json", "", "write every figure to FILE as JSON")
+	f.tls.register(fl)
 }
 
 // validate checks what the flags can be checked for alone.
@@ -89,6 +95,7 @@ func (f *loadFlags) config(cfg *loadgen.Config) {
 	cfg.DrainTimeout = f.drainTimeout
 	cfg.Workers = f.workers
 	cfg.Driver = f.driver
+	cfg.TLS = f.tlsClient
 }
 
 type benchFlags struct {
@@ -104,6 +111,7 @@ type benchFlags struct {
 	requests  int64
 	serverPID int
 	opFlags
+	cleanup func() // removes what setup made (a throwaway certificate)
 }
 
 func init() {
@@ -197,6 +205,11 @@ func (f *benchFlags) setup(cmd *cobra.Command) (*benchSetup, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
+	cleanup, err := f.setupTLS(f.connect == "")
+	if err != nil {
+		return nil, err
+	}
+	f.cleanup = cleanup
 	fl := cmd.Flags()
 	if f.connect != "" && fl.Changed("model") {
 		return nil, usagef("--connect and --model exclude each other: bench either loads a server or starts one")
@@ -284,6 +297,9 @@ func (f *benchFlags) setup(cmd *cobra.Command) (*benchSetup, error) {
 
 func runBench(cmd *cobra.Command, f *benchFlags) error {
 	s, err := f.setup(cmd)
+	if f.cleanup != nil {
+		defer f.cleanup()
+	}
 	if err != nil {
 		return err
 	}
@@ -302,7 +318,7 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	target := f.connect
 	var scrapeCost float64
 	if f.connect == "" {
-		srv, err := startServe("switchboard serve", serveArgs(f.model, f.loops, f.framing, s.maxFrame), plan.server)
+		srv, err := startServe("switchboard serve", append(serveArgs(f.model, f.loops, f.framing, s.maxFrame), f.tlsServer...), plan.server)
 		if err != nil {
 			fmt.Fprintln(stderr, "switchboard bench:", err)
 			return exitError{1}
@@ -457,6 +473,9 @@ func describeLoad(r *loadgen.Result, plan cpuPlan) string {
 // printResult writes the human summary of one run.
 func printResult(w io.Writer, r *loadgen.Result) {
 	fmt.Fprintf(w, "  connected    %d in %s\n", r.Connected, fmtDur(r.ConnectTime))
+	if r.Handshakes != nil {
+		fmt.Fprintf(w, "  handshakes   %s\n", describeHandshakes(r.Handshakes))
+	}
 	fmt.Fprintf(w, "  messages     %s in %s\n", fmtCount(float64(r.Messages)), fmtDur(r.Elapsed))
 	fmt.Fprintf(w, "  throughput   %s msgs/s, %.2f MB/s each way\n", fmtCount(r.MsgsPerSec), r.MBPerSec)
 	printOperator(w, r)

@@ -119,6 +119,14 @@ func runCompare(cmd *cobra.Command, f *compareFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.peers != "" && (f.tls.on || f.tls.insecure || f.tls.ca != "" || f.tls.serverName != "") {
+		return usagef("--peers with --tls: the peers speak plaintext")
+	}
+	cleanup, err := f.setupTLS(true)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
 	if f.peers != "" {

@@ -71,7 +71,7 @@ func (cmp *comparer) runOne(ctx context.Context, t target, cfg loadgen.Config) (
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		srv, err = startPeer(t.Name, addr, t.argv(port), t.dir, cmp.plan.server)
 	} else {
-		srv, err = startServe(t.Name, serveArgs(t.Name, cmp.f.loops, cmp.codec.String(), cmp.maxFrame), cmp.plan.server)
+		srv, err = startServe(t.Name, append(serveArgs(t.Name, cmp.f.loops, cmp.codec.String(), cmp.maxFrame), cmp.f.tlsServer...), cmp.plan.server)
 	}
 	if err != nil {
 		return nil, -1, err

@@ -30,6 +30,8 @@ func metricsHandler(srv *switchboard.Server) http.Handler {
 	counter("slow_consumers_total", "Connections closed for not reading their output.", func(s switchboard.Stats) int64 { return s.SlowConsumers })
 	counter("received_bytes_total", "Bytes read from connections.", func(s switchboard.Stats) int64 { return s.BytesIn })
 	counter("sent_bytes_total", "Bytes written to connections.", func(s switchboard.Stats) int64 { return s.BytesOut })
+	counter("tls_handshakes_total", "TLS handshakes that succeeded.", func(s switchboard.Stats) int64 { return s.Handshakes })
+	counter("tls_handshake_failures_total", "Connections closed because their TLS handshake failed.", func(s switchboard.Stats) int64 { return s.HandshakeFailures })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Name: "connections_active", Help: "Connections open now.", ConstLabels: labels,
 	}, func() float64 { return float64(srv.Stats().Active) }))

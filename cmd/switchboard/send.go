@@ -26,6 +26,7 @@ type sendFlags struct {
 	quiet       time.Duration
 	proxyHeader string
 	proxySource string
+	tls         clientTLSFlags
 }
 
 func init() {
@@ -72,6 +73,12 @@ to talk to a service that does not answer each message (discard), or that
 answers once at the end. --framing eof always ends its single message
 that way, then prints the reply on a line.
 
+--tls speaks TLS (--tls-ca FILE verifies against other CAs than the
+system's, --tls-server-name NAME checks that name and sends it as SNI,
+--insecure verifies nothing):
+
+  switchboard send --connect 127.0.0.1:8443 --tls --insecure hello
+
 Exit status: 0 when every message got its reply (or, with --half-close,
 when the server closed cleanly); 1 when the connection is refused or
 fails, a reply times out, the server closes early or breaks the framing, or
@@ -96,6 +103,7 @@ Examples:
 	fl.DurationVar(&f.quiet, "quiet", 200*time.Millisecond, "raw framing: a reply ends when the server sends nothing for this long (or closes)")
 	fl.StringVar(&f.proxyHeader, "proxy-header", "", "open the connection with a PROXY header: v1 or v2")
 	fl.StringVar(&f.proxySource, "proxy-source", "", "client address the PROXY header announces, ip:port (default: the connection's own)")
+	f.tls.register(fl)
 	rootCmd.AddCommand(cmd)
 }
 
@@ -129,6 +137,17 @@ func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
 	proxySrc, err := parseProxyFlags(f.proxyHeader, f.proxySource)
 	if err != nil {
 		return err
+	}
+	tlsCfg, err := f.tls.config()
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil && f.proxyHeader != "" {
+		return usagef("--proxy-header with --tls is not supported: the header would have to precede the handshake")
+	}
+	dialOpts := []client.Option{client.WithCodec(codec), client.WithTimeout(f.timeout)}
+	if tlsCfg != nil {
+		dialOpts = append(dialOpts, client.WithTLS(tlsCfg))
 	}
 	stream := f.stream
 	if !cmd.Flags().Changed("stream") {
@@ -172,7 +191,7 @@ func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, err := client.Dial(ctx, f.connect, client.WithCodec(codec), client.WithTimeout(f.timeout))
+	c, err := client.Dial(ctx, f.connect, dialOpts...)
 	if err != nil {
 		return s.fail(err)
 	}

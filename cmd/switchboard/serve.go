@@ -37,6 +37,8 @@ type serveFlags struct {
 	logFormat       string
 	logLevel        string
 	proxyProtocol   bool
+	tls             serverTLSFlags
+	handshake       time.Duration
 }
 
 func init() {
@@ -81,6 +83,8 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "expect a PROXY v1/v2 header on every connection")
+	f.tls.register(fl)
+	fl.DurationVar(&f.handshake, "handshake-timeout", switchboard.DefaultHandshakeTimeout, "close connections whose TLS handshake takes longer")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -133,7 +137,18 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if _, _, err := netaddr.Split(f.listen); err != nil {
 		return usagef("--listen: %v", err)
 	}
-	srv, err := switchboard.NewServer(svc.New(),
+	if f.handshake <= 0 {
+		return usagef("--handshake-timeout must be positive")
+	}
+	tlsCfg, err := f.tls.config()
+	if err != nil {
+		return err
+	}
+	opts := []switchboard.Option{switchboard.WithHandshakeTimeout(f.handshake)}
+	if tlsCfg != nil {
+		opts = append(opts, switchboard.WithTLS(tlsCfg))
+	}
+	srv, err := switchboard.NewServer(svc.New(), append(opts,
 		switchboard.WithModel(f.model),
 		switchboard.WithLoops(f.loops),
 		switchboard.WithReusePort(f.reusePort),
@@ -144,7 +159,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithWriteTimeout(f.writeTimeout),
 		switchboard.WithProxyProtocol(f.proxyProtocol),
 		switchboard.WithLogger(log),
-	)
+	)...)
 	if err != nil {
 		return usageError{err}
 	}
@@ -177,6 +192,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		"service", svc.Name,
 		"framing", srv.Codec().String(),
 		"listeners", len(lns),
+		"tls", onOff(srv.TLS()),
 		"socket_activation", activated)
 
 	sigs := make(chan os.Signal, 1)
@@ -202,6 +218,13 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	st := srv.Stats()
 	log.Info("stopped", "accepted", st.Accepted, "rejected", st.Rejected, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut)
 	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // loopsOf reports the loops that actually run: the goroutine and blocking
