@@ -117,6 +117,7 @@ func (c *conn) Write(msg []byte) error {
 	}
 	t.b = b
 	c.pending += added
+	s.stats.MessagesOut.Add(1)
 	post := c.kickLocked()
 	c.mu.Unlock()
 	if post {

@@ -84,6 +84,7 @@ func (c *conn) Write(msg []byte) error {
 	}
 	c.out = out
 	c.pending += added
+	c.s.cfg.Stats.MessagesOut.Add(1)
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
@@ -392,6 +393,7 @@ func (c *conn) deliver(buf []byte, atEOF bool, scanned int) (int, error) {
 			break
 		}
 		c.s.h.OnMessage(c, frame)
+		c.s.cfg.Stats.MessagesIn.Add(1)
 		used += n
 	}
 	return used, nil
