@@ -210,7 +210,10 @@ func connectLoop(network, addr, tag string, st *loadStats, stop <-chan struct{})
 		got, err := bufio.NewReader(c).ReadString('\n')
 		switch {
 		case err == io.EOF && got == "":
+			// Accepted just as the old process stopped reading: never
+			// handled, so it is sent again, as a client would.
 			st.unanswered.Add(1)
+			i--
 		case err != nil:
 			st.fail(&st.resets, err)
 		case got != msg:
