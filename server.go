@@ -19,86 +19,12 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
-	"switchboard/internal/stream"
 )
-
-// Model names.
-const (
-	ModelAuto      = "auto"
-	ModelBlocking  = "blocking"
-	ModelGoroutine = "goroutine"
-	ModelSelect    = "select"
-	ModelPoll      = "poll"
-	ModelEpoll     = "epoll"
-	ModelKqueue    = "kqueue"
-)
-
-var errUnknownModel = errors.New("switchboard: unknown model")
-
-// modelOrder is the canonical listing order, simplest design first.
-var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue}
-
-var (
-	modelsMu sync.RWMutex
-	models   = map[string]engine.Constructor{}
-)
-
-// registerModel makes an engine available under name. Engines register from
-// init functions in build-tagged files, so a build only lists the models its
-// platform can run.
-func registerModel(name string, ctor engine.Constructor) {
-	modelsMu.Lock()
-	defer modelsMu.Unlock()
-	models[name] = ctor
-}
-
-func init() {
-	registerModel(ModelBlocking, stream.NewBlocking)
-	registerModel(ModelGoroutine, stream.NewGoroutine)
-}
-
-// Models lists the models this build can run, simplest first. "auto" is not
-// listed: it names one of these.
-func Models() []string {
-	modelsMu.RLock()
-	defer modelsMu.RUnlock()
-	var out []string
-	for _, m := range modelOrder {
-		if models[m] != nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// ResolveModel maps "auto" (or "") to the platform's best model: epoll on
-// Linux, kqueue on BSD and macOS, goroutine elsewhere. Other names are
-// checked against Models.
-func ResolveModel(name string) (string, error) {
-	modelsMu.RLock()
-	defer modelsMu.RUnlock()
-	if name == "" || name == ModelAuto {
-		for _, m := range []string{ModelEpoll, ModelKqueue} {
-			if models[m] != nil {
-				return m, nil
-			}
-		}
-		return ModelGoroutine, nil
-	}
-	if models[name] == nil {
-		if slices.Contains(modelOrder, name) {
-			return "", fmt.Errorf("%w: model %q on %s", ErrUnsupported, name, runtime.GOOS)
-		}
-		return "", fmt.Errorf("%w %q (want auto or one of %v)", errUnknownModel, name, modelOrder)
-	}
-	return name, nil
-}
 
 // Server runs a Handler on one I/O model. Configure it with options to
 // NewServer; the zero Server is not usable.
@@ -281,9 +207,7 @@ func (s *Server) Serve(lns ...net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("switchboard: server already serving")
 	}
-	modelsMu.RLock()
-	ctor := models[s.model]
-	modelsMu.RUnlock()
+	ctor := lookupCtor(s.model)
 	eng, err := ctor(s.cfg, adapter{s.handler})
 	if err != nil {
 		s.mu.Unlock()
@@ -312,7 +236,7 @@ func (s *Server) Listen(addr string) ([]net.Listener, error) {
 	n := 1
 	if s.cfg.ReusePort {
 		n = s.cfg.Loops
-		if s.model == ModelBlocking || s.model == ModelGoroutine {
+		if info, _ := LookupModel(s.model); !info.EventLoop {
 			n = runtime.GOMAXPROCS(0)
 		}
 	}

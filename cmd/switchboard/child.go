@@ -289,27 +289,6 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// fmtCPUs formats a CPU list compactly: "0", "1-3", "0,2".
-func fmtCPUs(cpus []int) string {
-	if len(cpus) == 0 {
-		return "any CPU"
-	}
-	var parts []string
-	for i := 0; i < len(cpus); {
-		j := i
-		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
-			j++
-		}
-		if j > i {
-			parts = append(parts, fmt.Sprintf("%d-%d", cpus[i], cpus[j]))
-		} else {
-			parts = append(parts, strconv.Itoa(cpus[i]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
-}
-
 // signalContext is cancelled by SIGINT or SIGTERM, so a long bench or
 // compare stops cleanly, reports what it has and ends its children.
 func signalContext(parent context.Context) (context.Context, context.CancelFunc) {

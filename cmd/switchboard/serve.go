@@ -337,8 +337,7 @@ func awaitServing(srv *switchboard.Server, served chan error) error {
 // loopsOf reports the loops that actually run: the goroutine and blocking
 // models have none of their own.
 func loopsOf(srv *switchboard.Server) int {
-	switch srv.Model() {
-	case switchboard.ModelBlocking, switchboard.ModelGoroutine:
+	if info, _ := switchboard.LookupModel(srv.Model()); !info.EventLoop {
 		return 0
 	}
 	return srv.Loops()

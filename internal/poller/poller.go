@@ -76,6 +76,14 @@ var backends = map[string]func() (Poller, error){}
 
 func register(name string, ctor func() (Poller, error)) { backends[name] = ctor }
 
+// fdCeilings holds the backends that cannot watch every descriptor: a
+// descriptor numbered at or above the ceiling is refused by Add.
+var fdCeilings = map[string]int{}
+
+// MaxFD returns the descriptor ceiling of backend name, or 0 when it has
+// none of its own.
+func MaxFD(name string) int { return fdCeilings[name] }
+
 // New returns a poller of the named backend. A backend this platform lacks
 // returns an error wrapping engine.ErrUnsupported, which the public package
 // reports as its own ErrUnsupported.

@@ -28,7 +28,10 @@ type selectPoller struct {
 	wk         *waker
 }
 
-func init() { register("select", newSelect) }
+func init() {
+	register("select", newSelect)
+	fdCeilings["select"] = FdSetSize
+}
 
 func newSelect() (Poller, error) {
 	wk, err := newWaker()

@@ -314,6 +314,10 @@ func (s *server) logClose(c *conn, err error) {
 // select and poll everywhere, epoll on Linux, kqueue on BSD and macOS.
 func Backends() []string { return poller.Names() }
 
+// MaxFD returns the descriptor ceiling of backend (select's FD_SETSIZE), or
+// 0 when it has none.
+func MaxFD(backend string) int { return poller.MaxFD(backend) }
+
 func resumerOf(c framing.Codec) framing.Resumer {
 	r, _ := c.(framing.Resumer)
 	return r
