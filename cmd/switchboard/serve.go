@@ -219,8 +219,12 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		"socket_activation", activated,
 		"upgraded", parent.ready != nil,
 		"pid", os.Getpid())
+	// Before any readiness is reported: a successor that cannot name
+	// itself fails its upgrade, and the old process (still named) serves on.
 	if err := writePidFile(f.pidFile, os.Getpid()); err != nil {
-		log.Error("pid file", "err", err)
+		srv.Close()
+		<-served
+		return err
 	}
 	defer removePidFile(f.pidFile)
 	sd := newNotifier()

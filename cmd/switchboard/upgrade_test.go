@@ -471,3 +471,47 @@ func TestServeUpgradeUnixSocket(t *testing.T) {
 		t.Errorf("socket file left behind by the last process: %v", err)
 	}
 }
+
+// TestTakeSuccessorSideRejectsBadEnv: a mangled upgrade environment is an
+// error that names the variable, not a guess at a descriptor.
+func TestTakeSuccessorSideRejectsBadEnv(t *testing.T) {
+	for _, kv := range [][2]string{{readyFdEnv, "x"}, {readyFdEnv, "1"}, {metricsFdEnv, "-4"}, {metricsFdEnv, "nine"}} {
+		t.Setenv(kv[0], kv[1])
+		_, err := takeSuccessorSide()
+		if err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v", kv[0], kv[1], err)
+		}
+		os.Unsetenv(kv[0])
+	}
+}
+
+func TestPidFileKeepsSuccessors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pid")
+	if err := writePidFile(path, os.Getpid()+1); err != nil { // a successor's
+		t.Fatal(err)
+	}
+	removePidFile(path)
+	if got := readPidFile(t, path); got != os.Getpid()+1 {
+		t.Fatalf("pid file holds %d", got)
+	}
+	if err := writePidFile(path, os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	removePidFile(path)
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("own pid file not removed: %v", err)
+	}
+	if err := writePidFile(filepath.Join(t.TempDir(), "no", "such", "dir"), 1); err == nil || !strings.Contains(err.Error(), "--pid-file") {
+		t.Fatalf("unwritable pid file: %v", err)
+	}
+}
+
+func TestServeUnwritablePidFile(t *testing.T) {
+	c := startChild(t, "serve", "--listen", "127.0.0.1:0", "--pid-file", filepath.Join(t.TempDir(), "no", "pid"))
+	if code := c.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1; log:\n%s", code, c.log())
+	}
+	if !strings.Contains(c.log(), "switchboard: --pid-file: ") {
+		t.Fatalf("log does not say why:\n%s", c.log())
+	}
+}
