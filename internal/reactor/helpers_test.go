@@ -99,7 +99,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 		s := eng.(*server)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.state != stateNew
+		return s.state != serverNew
 	})
 	return ts
 }
@@ -197,7 +197,7 @@ func (r *registry) len() int {
 func (c *conn) pendingBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pending
+	return c.out.Len()
 }
 
 func backends(t *testing.T, names ...string) []string {
@@ -219,4 +219,22 @@ func backends(t *testing.T, names ...string) []string {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// serveOwn starts an engine whose Shutdown or Close the test calls itself;
+// served receives Serve's result.
+func serveOwn(t testing.TB, backend string, cfg engine.Config, h engine.Handler) (eng engine.Engine, addr string, served chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err = New(backend, cfg, h)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	served = make(chan error, 1)
+	go func() { served <- eng.Serve(ln) }()
+	return eng, ln.Addr().String(), served
 }
