@@ -209,6 +209,14 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 
+	// Before any readiness is reported: a successor that cannot name
+	// itself fails its upgrade, and the old process (still named) serves on.
+	if err := writePidFile(f.pidFile, os.Getpid()); err != nil {
+		srv.Close()
+		<-served
+		return err
+	}
+
 	log.Info("switchboard serving",
 		"addr", netaddr.Format(lns[0].Addr()),
 		"model", srv.Model(),
@@ -219,13 +227,6 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		"socket_activation", activated,
 		"upgraded", parent.ready != nil,
 		"pid", os.Getpid())
-	// Before any readiness is reported: a successor that cannot name
-	// itself fails its upgrade, and the old process (still named) serves on.
-	if err := writePidFile(f.pidFile, os.Getpid()); err != nil {
-		srv.Close()
-		<-served
-		return err
-	}
 	defer removePidFile(f.pidFile)
 	sd := newNotifier()
 	notify := func(lines ...string) {
