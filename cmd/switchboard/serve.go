@@ -254,10 +254,10 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	var (
 		upgrading     chan upgradeResult
 		cancelUpgrade context.CancelFunc = func() {}
-		handedOver    bool
+		leaving       bool
 	)
 	defer func() { cancelUpgrade() }()
-	for !handedOver {
+	for !leaving {
 		select {
 		case err := <-served:
 			return fmt.Errorf("serve: %w", err)
@@ -268,7 +268,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 				notify("READY=1", "STATUS=upgrade failed: "+res.err.Error())
 				continue
 			}
-			handedOver = true
+			leaving = true
 			stopDog()
 			keepUnixSocketFiles(lns)
 			log.Info("draining", "reason", "upgrade", "successor", res.pid, "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
@@ -280,8 +280,8 @@ func runServe(ctx context.Context, f *serveFlags) error {
 				}
 				log.Info("upgrading", "signal", sig.String())
 				notify("RELOADING=1")
-				uctx, cancel := context.WithCancel(context.Background())
-				cancelUpgrade = cancel
+				uctx, cancel := context.WithCancelCause(context.Background())
+				cancelUpgrade = func() { cancel(errStopDuringUpgrade) }
 				upgrading = make(chan upgradeResult, 1)
 				go func(done chan<- upgradeResult) {
 					pid, err := startSuccessor(uctx, lns, metricsLn, f.upgradeTimeout)
@@ -291,10 +291,14 @@ func runServe(ctx context.Context, f *serveFlags) error {
 			}
 			if upgrading != nil {
 				cancelUpgrade()
-				if res := <-upgrading; res.err == nil {
+				res := <-upgrading
+				upgrading = nil
+				if res.err != nil {
+					log.Warn("upgrade abandoned", "err", res.err)
+				} else {
 					// Raced to ready: the successor serves, so this
 					// process leaves exactly as after an upgrade.
-					handedOver = true
+					leaving = true
 					stopDog()
 					keepUnixSocketFiles(lns)
 					log.Info("draining", "signal", sig.String(), "successor", res.pid, "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
@@ -304,7 +308,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 			stopDog()
 			notify("STOPPING=1")
 			log.Info("draining", "signal", sig.String(), "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
-			handedOver = true // leave the loop; nothing was handed over
+			leaving = true
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)

@@ -209,7 +209,7 @@ func startSuccessor(ctx context.Context, lns []net.Listener, metricsLn net.Liste
 	case <-timer.C:
 		return fail(fmt.Errorf("new process %d did not report ready within %v; killed it", pid, timeout))
 	case <-ctx.Done():
-		return fail(fmt.Errorf("upgrade abandoned: %w", context.Cause(ctx)))
+		return fail(fmt.Errorf("new process %d killed: %w", pid, context.Cause(ctx)))
 	}
 }
 
@@ -284,4 +284,7 @@ func removePidFile(path string) {
 	}
 }
 
-var errUpgradeBusy = errors.New("an upgrade is already under way")
+var (
+	errUpgradeBusy       = errors.New("an upgrade is already under way")
+	errStopDuringUpgrade = errors.New("told to stop during the upgrade")
+)

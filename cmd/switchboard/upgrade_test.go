@@ -515,3 +515,29 @@ func TestServeUnwritablePidFile(t *testing.T) {
 		t.Fatalf("log does not say why:\n%s", c.log())
 	}
 }
+
+// TestServeStopDuringUpgrade: SIGTERM while a successor is starting kills
+// the successor and drains as usual.
+func TestServeStopDuringUpgrade(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh for the hanging replacement binary")
+	}
+	exe := copyExecutable(t)
+	p := startLogged(t, exe, nil, "serve", "--listen", "127.0.0.1:0", "--upgrade-timeout", "30s")
+	p.await(t, servingRE, 1)
+	replaceExecutable(t, exe, "exec sleep 30")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.await(t, regexp.MustCompile(`msg=(upgrading)`), 1)
+	time.Sleep(200 * time.Millisecond) // the successor is running by now
+	began := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.exitCode(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, p.log())
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("stopping took %v: it waited for the upgrade", took)
+	}
+	pid := p.await(t, regexp.MustCompile(`msg="upgrade abandoned" err="new process (\d+) killed: told to stop during the upgrade"`), 1)
+	n, _ := strconv.Atoi(pid)
+	waitGone(t, n, 10*time.Second)
+}
