@@ -154,6 +154,9 @@ type link struct {
 	client, server *net.TCPConn
 	once           sync.Once
 	stop           chan struct{} // closed when forwarding ends (blackhole or reset)
+	// halted stops the server-to-client direction just before the last
+	// client bytes of a blackhole go up, so no reply to them comes back.
+	halted atomic.Bool
 }
 
 func (p *Proxy) serve(client net.Conn, f Fault) {
@@ -240,7 +243,12 @@ func (l *link) pump(src, dst *net.TCPConn, upstream bool) {
 						return
 					}
 					n = min(n, left)
+					if n == left && l.f.BlackholeAfter > 0 {
+						l.halt()
+					}
 				}
+			} else if l.halted.Load() {
+				return
 			}
 			if _, err := dst.Write(b[:n]); err != nil {
 				l.abort()
@@ -284,6 +292,13 @@ func (l *link) cutAt(sent int) (int, bool) {
 		return max(l.f.BlackholeAfter-sent, 0), true
 	}
 	return 0, false
+}
+
+// halt stops forwarding from the server: nothing more is read from it, and
+// what was read is dropped.
+func (l *link) halt() {
+	l.halted.Store(true)
+	l.server.SetReadDeadline(time.Unix(1, 0))
 }
 
 // fire performs the link's reset or blackhole, once.
