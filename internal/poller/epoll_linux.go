@@ -6,13 +6,14 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"switchboard/internal/rawio"
 )
 
 // epoll is the Linux backend: the kernel keeps the interest set, so a Wait
 // costs O(ready) rather than O(registered), and changing interest is one
-// epoll_ctl. Registration is level-triggered; the reactor asks for write
-// readiness only while output is pending, so a steady request/response
-// exchange makes no epoll_ctl calls at all.
+// epoll_ctl. Registration is level-triggered, like every backend's (why:
+// ARCHITECTURE.md, "Why level-triggered").
 type epoll struct {
 	epfd int
 	wk   *waker
@@ -86,7 +87,7 @@ func (p *epoll) Wait(events []Event, timeout time.Duration) (int, error) {
 			err = e
 		}
 	} else {
-		n, err = unix.EpollWait(p.epfd, p.evs[:len(events)], millis(timeout))
+		n, err = unix.EpollWait(p.epfd, p.evs[:len(events)], rawio.Millis(timeout))
 	}
 	if err != nil {
 		if err == unix.EINTR {
