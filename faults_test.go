@@ -28,8 +28,12 @@ import (
 )
 
 // faultIdle is the server's idle timeout in these tests: what ends a
-// blackholed connection.
-const faultIdle = 400 * time.Millisecond
+// connection blackholed between frames. faultFrame, shorter, ends one
+// blackholed in the middle of a frame.
+const (
+	faultIdle  = 400 * time.Millisecond
+	faultFrame = 250 * time.Millisecond
+)
 
 // namedCloses records each connection's close reason under the name its
 // first message gave it, and echoes everything.
@@ -167,7 +171,7 @@ func hello(t *testing.T, c net.Conn, name string) int {
 	return len(f)
 }
 
-// faultCases: four that must survive, two that must not.
+// faultCases: four that must survive, three that must not.
 var faultCases = []faultCase{
 	{"Latency", faultproxy.Fault{Latency: 5 * time.Millisecond}, survive(200, 2000)},
 	{"OneByteSegments", faultproxy.Fault{Segment: 1}, survive(40, 100)},
@@ -175,6 +179,7 @@ var faultCases = []faultCase{
 	{"LatencySegmentsBandwidth", faultproxy.Fault{Latency: 2 * time.Millisecond, Segment: 7, BytesPerSecond: 256 << 10}, survive(30, 300)},
 	{"ResetMidFrame", faultproxy.Fault{}, runReset},
 	{"Blackhole", faultproxy.Fault{}, runBlackhole},
+	{"BlackholeMidFrame", faultproxy.Fault{}, runBlackholeMidFrame},
 }
 
 // runReset names the connection, then starts a 1000-byte frame and has the
@@ -211,6 +216,24 @@ func runBlackhole(t *testing.T, h *namedCloses, p *faultproxy.Proxy, name string
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if n, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("%s: client read %d, %v through the blackhole", name, n, err)
+	}
+}
+
+// runBlackholeMidFrame has the peer vanish after half a frame: the frame
+// timeout, shorter than the idle timeout, must end it.
+func runBlackholeMidFrame(t *testing.T, h *namedCloses, p *faultproxy.Proxy, name string) {
+	half := frameOf(t, bytes.Repeat([]byte("h"), 200))[:104]
+	p.SetFault(faultproxy.Fault{BlackholeAfter: len(frameOf(t, []byte(name))) + len(half)})
+	c := dialProxy(t, p)
+	hello(t, c, name)
+	c.Write(half)
+	cut := time.Now()
+	at, err := h.await(t, name)
+	if !errors.Is(err, switchboard.ErrFrameTimeout) {
+		t.Fatalf("%s: OnClose(%v), want ErrFrameTimeout", name, err)
+	}
+	if waited := at.Sub(cut); waited < faultFrame/2 || waited > faultFrame+3*time.Second {
+		t.Fatalf("%s: closed %v after the peer vanished mid-frame, frame timeout %v", name, waited, faultFrame)
 	}
 }
 
@@ -263,7 +286,7 @@ func TestFaults(t *testing.T) {
 
 func testFaults(t *testing.T, model string) {
 	h := newNamedCloses()
-	srv, addr := start(t, model, h, switchboard.WithCodec(faultCodec), switchboard.WithIdleTimeout(faultIdle))
+	srv, addr := start(t, model, h, switchboard.WithCodec(faultCodec), switchboard.WithIdleTimeout(faultIdle), switchboard.WithFrameTimeout(faultFrame))
 	// A round trip first, so buffers, pools and the runtime poller exist
 	// before the baseline.
 	warm := dial(t, addr)
@@ -312,8 +335,8 @@ func testFaults(t *testing.T, model string) {
 	}
 	waitFor(t, "no open connections", func() bool { return srv.Stats().Active == 0 })
 	after := srv.Stats()
-	if got := after.Timeouts - before.Timeouts; got != 1 {
-		t.Errorf("%d timeouts counted, want 1 (the blackhole)", got)
+	if got := after.Timeouts - before.Timeouts; got != 2 {
+		t.Errorf("%d timeouts counted, want 2 (the blackholes)", got)
 	}
 	if got := after.Accepted - before.Accepted; got != int64(len(faultCases)) {
 		t.Errorf("%d connections accepted, want %d", got, len(faultCases))

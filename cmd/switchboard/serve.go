@@ -37,6 +37,8 @@ type serveFlags struct {
 	logFormat       string
 	logLevel        string
 	proxyProtocol   bool
+	frameTimeout    time.Duration
+	maxConnsPerIP   int
 }
 
 func init() {
@@ -81,6 +83,8 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "expect a PROXY v1/v2 header on every connection")
+	fl.DurationVar(&f.frameTimeout, "frame-timeout", switchboard.DefaultFrameTimeout, "close connections whose frame (hello: request head) is not complete this long after its first byte (0: never)")
+	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "connections from one client IP over this many are closed at accept (0: no limit)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -130,6 +134,9 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if f.maxConns < 0 || f.loops < 0 {
 		return usagef("--max-conns and --loops take zero or a positive number")
 	}
+	if f.maxConnsPerIP < 0 || f.frameTimeout < 0 {
+		return usagef("--max-conns-per-ip and --frame-timeout take zero or a positive value")
+	}
 	if _, _, err := netaddr.Split(f.listen); err != nil {
 		return usagef("--listen: %v", err)
 	}
@@ -143,6 +150,8 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithIdleTimeout(f.idleTimeout),
 		switchboard.WithWriteTimeout(f.writeTimeout),
 		switchboard.WithProxyProtocol(f.proxyProtocol),
+		switchboard.WithFrameTimeout(f.frameTimeout),
+		switchboard.WithMaxConnsPerIP(f.maxConnsPerIP),
 		switchboard.WithLogger(log),
 	)
 	if err != nil {

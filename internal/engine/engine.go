@@ -74,6 +74,12 @@ var (
 	// output past its hard limit; the connection is closed with this reason.
 	ErrSlowConsumer = errors.New("switchboard: pending output limit exceeded")
 	ErrShutdown     = errors.New("switchboard: server shutting down")
+	// ErrFrameTimeout: a frame's first byte arrived and the whole frame did
+	// not follow within Config.FrameTimeout (a slowloris peer).
+	ErrFrameTimeout = errors.New("switchboard: frame timeout: frame not complete in time")
+	// ErrPanic: a handler callback panicked on this connection; the panic
+	// was recovered and only this connection closed.
+	ErrPanic = errors.New("switchboard: handler panicked")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")
@@ -93,8 +99,17 @@ type Config struct {
 	// WriteTimeout closes a connection whose pending output made no progress
 	// for this long (0: never).
 	WriteTimeout time.Duration
+	// FrameTimeout closes a connection once a frame has been started (its
+	// first byte received, or the handler said so with PartialFrame) and
+	// not completed within it (0: never). Between frames the idle timeout
+	// applies instead.
+	FrameTimeout time.Duration
 	// MaxConns caps open connections; 0 means the descriptor limit alone.
 	MaxConns int
+	// MaxConnsPerIP caps open connections from one client IP address, as
+	// the socket sees it; 0 means no cap. Unix sockets have no address
+	// and are not counted.
+	MaxConnsPerIP int
 	// Loops is the number of event loops (reactor models only).
 	Loops int
 	// ReusePort asks for one listening socket per loop.
@@ -159,8 +174,10 @@ type Stats struct {
 	Active         atomic.Int64 // connections open now
 	AcceptErrors   atomic.Int64 // temporary accept failures (EMFILE, ...)
 	ProtocolErrors atomic.Int64 // connections closed for a framing or PROXY error
-	Timeouts       atomic.Int64 // connections closed by the idle or write timeout
+	Timeouts       atomic.Int64 // connections closed by the idle, write or frame timeout
 	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
+	RejectedPerIP  atomic.Int64 // of Rejected, those over MaxConnsPerIP
+	Panics         atomic.Int64 // handler panics recovered
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
 }
@@ -169,7 +186,7 @@ type Stats struct {
 func (s *Stats) CountClose(err error) {
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrWriteTimeout):
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrWriteTimeout), errors.Is(err, ErrFrameTimeout):
 		s.Timeouts.Add(1)
 	case errors.Is(err, ErrSlowConsumer):
 		s.SlowConsumers.Add(1)

@@ -275,9 +275,10 @@ func (l *link) pump(src, dst *net.TCPConn, upstream bool) {
 			}
 		}
 	}
-	if !l.stopped() {
+	if !l.stopped() && !l.halted.Load() {
 		// The source closed: pass the half-close on, as a transparent
-		// path would.
+		// path would. (A blackhole's halt ends the server's reader too,
+		// and that is no close to pass on.)
 		dst.CloseWrite()
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"switchboard/framing"
@@ -25,9 +27,15 @@ type conn struct {
 	s      *server
 	nc     net.Conn
 	remote net.Addr
-	// Only the reader goroutine touches these two.
-	opened bool                // OnOpen was called
-	in     framing.Accumulator // bytes read and not yet decoded
+	ip     netip.Addr // counted in the server's per-address limit, if valid
+	// Only the reader goroutine touches these.
+	opened     bool                // OnOpen was called
+	in         framing.Accumulator // bytes read and not yet decoded
+	frameStart time.Time           // when the frame now partial began; zero if none
+	deadline   time.Time           // the read deadline last set
+
+	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
+	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
 
 	mu         sync.Mutex
 	cond       sync.Cond // signalled when pending output shrinks or the conn closes
@@ -47,6 +55,15 @@ func newConn(s *server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr()}
 	c.cond.L = &c.mu
 	return c
+}
+
+// PartialFrame marks (or clears) a frame the handler is assembling itself,
+// for the frame timeout.
+func (c *conn) PartialFrame(started bool) {
+	c.partial.Store(started)
+	if started {
+		c.frameBegun.Store(true)
+	}
 }
 
 func (c *conn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
@@ -271,9 +288,33 @@ func (c *conn) serve() {
 	if c.opened {
 		// A connection refused before OnOpen (a bad PROXY header) never
 		// reached the handler, so it hears nothing of its end either.
-		c.s.h.OnClose(c, err)
+		c.onClose(err)
 	}
 	c.s.untrack(c)
+}
+
+// onOpen runs OnOpen, turning a panic into the connection's close reason.
+func (c *conn) onOpen() (err error) {
+	c.setDispatch(true)
+	defer func() {
+		c.setDispatch(false)
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnOpen", v)
+		}
+	}()
+	c.s.h.OnOpen(c)
+	return nil
+}
+
+// onClose runs OnClose; a panic in it is recovered, logged and counted
+// (the connection is closed already).
+func (c *conn) onClose(err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnClose", v)
+		}
+	}()
+	c.s.h.OnClose(c, err)
 }
 
 // run is the read loop. Its error is the close reason; nil for an orderly
@@ -287,16 +328,18 @@ func (c *conn) run() error {
 		}
 	}
 	c.opened = true
-	c.setDispatch(true)
-	c.s.h.OnOpen(c)
-	c.setDispatch(false)
+	if err := c.onOpen(); err != nil {
+		return err
+	}
 	c.flush()
 
 	for {
 		// Decode and hand over every complete frame read so far, then
 		// flush the replies in one go.
+		delivered := 0
 		if c.in.Buffered() > 0 {
-			if err := c.deliver(false); err != nil {
+			var err error
+			if delivered, err = c.deliver(false); err != nil {
 				c.flushAll()
 				return err
 			}
@@ -305,9 +348,7 @@ func (c *conn) run() error {
 		c.in.Done(split)
 
 		c.waitBelowHighWater()
-		if cfg.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-		}
+		c.setReadDeadline(delivered > 0)
 		// Checked after setting the deadline: Shutdown closes draining
 		// before it moves the deadline into the past, so one of the two
 		// is seen.
@@ -328,9 +369,49 @@ func (c *conn) run() error {
 				// Interrupted by Shutdown: a read that raced in still counts.
 				continue
 			}
+			if !c.frameStart.IsZero() && time.Since(c.frameStart) >= cfg.FrameTimeout {
+				return engine.FrameTimedOut(cfg.FrameTimeout)
+			}
 			return engine.ErrIdleTimeout
 		}
 		return err
+	}
+}
+
+// setReadDeadline sets the next read's deadline: the idle timeout from
+// now, or, while a frame is partial, the frame timeout from the frame's
+// start if that is sooner. A partial frame is a new one when frames were
+// delivered before it in this batch (the codec's), or the handler has
+// begun one (PartialFrame). Without either timeout it touches nothing, so
+// the steady state of a server without them costs no timer work.
+func (c *conn) setReadDeadline(delivered bool) {
+	cfg := &c.s.cfg
+	var d time.Time
+	var now time.Time
+	if cfg.IdleTimeout > 0 {
+		now = time.Now()
+		d = now.Add(cfg.IdleTimeout)
+	}
+	if cfg.FrameTimeout > 0 {
+		codecPartial := c.in.Buffered() > 0
+		begun := c.frameBegun.Swap(false)
+		if codecPartial || c.partial.Load() {
+			if c.frameStart.IsZero() || begun || (codecPartial && delivered) {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				c.frameStart = now
+			}
+			if fd := c.frameStart.Add(cfg.FrameTimeout); d.IsZero() || fd.Before(d) {
+				d = fd
+			}
+		} else {
+			c.frameStart = time.Time{}
+		}
+	}
+	if d != c.deadline {
+		c.deadline = d
+		c.nc.SetReadDeadline(d)
 	}
 }
 
@@ -338,23 +419,32 @@ func (c *conn) run() error {
 // codec's whole message) or a truncated one, and replies go out before the
 // connection closes.
 func (c *conn) finish() error {
-	err := c.deliver(true)
+	_, err := c.deliver(true)
 	c.flushAll()
 	return err
 }
 
 // deliver hands every complete frame buffered to the handler. Replies
 // queue up meanwhile; the caller flushes them in one go.
-func (c *conn) deliver(atEOF bool) error {
+//
+// A panic in the handler is recovered here, once per batch, and becomes
+// the connection's close reason (ErrPanic); only this connection ends.
+func (c *conn) deliver(atEOF bool) (delivered int, err error) {
 	h, split := c.s.h, c.s.split
 	c.setDispatch(true)
-	defer c.setDispatch(false)
+	defer func() {
+		c.setDispatch(false)
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnMessage", v)
+		}
+	}()
 	for {
 		frame, ok, err := c.in.Next(split, atEOF)
 		if err != nil || !ok {
-			return err
+			return delivered, err
 		}
 		h.OnMessage(c, frame)
+		delivered++
 	}
 }
 
