@@ -30,11 +30,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard"
+	"switchboard/service"
 )
 
 // childModelEnv names the model TestHostileChild serves; unset, that test
-// skips.
-const childModelEnv = "SWITCHBOARD_HOSTILE_CHILD"
+// skips. childServiceEnv names the service (default echo, raw framing).
+const (
+	childModelEnv   = "SWITCHBOARD_HOSTILE_CHILD"
+	childServiceEnv = "SWITCHBOARD_HOSTILE_SERVICE"
+)
 
 // TestHostileChild is the server half of the tests below, run in a child
 // process. It serves echo on 127.0.0.1, prints "addr ADDR", and obeys one
@@ -56,7 +60,18 @@ func TestHostileChild(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := switchboard.NewServer(echo, switchboard.WithModel(model), switchboard.WithLoops(2))
+	var h switchboard.Handler = echo
+	opts := []switchboard.Option{switchboard.WithModel(model), switchboard.WithLoops(2)}
+	if name := os.Getenv(childServiceEnv); name != "" {
+		svc, err := service.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, _ := svc.ResolveFraming("")
+		h = svc.New()
+		opts = append(opts, switchboard.WithFraming(spec, 0))
+	}
+	srv, err := switchboard.NewServer(h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +134,7 @@ func TestHostileChild(t *testing.T) {
 			case len(f) == 1 && f[0] == "gc":
 				// Live memory only: collect, and return what is free to
 				// the OS, so RSS compares what the server holds.
+				runtime.GC() // sync.Pool keeps what one collection frees
 				debug.FreeOSMemory()
 				fmt.Println("collected")
 			case len(f) == 1 && f[0] == "unlimit":
@@ -164,10 +180,10 @@ type hostileChild struct {
 	done  chan error
 }
 
-func startHostileChild(t *testing.T, model string) *hostileChild {
+func startHostileChild(t *testing.T, model string, env ...string) *hostileChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHostileChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childModelEnv+"="+model)
+	cmd.Env = append(append(os.Environ(), childModelEnv+"="+model), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
 	"switchboard/internal/proxyproto"
 )
 
@@ -18,9 +19,10 @@ const (
 	// initialReadBuf keeps idle connections cheap; the buffer grows only
 	// while a frame larger than it is being assembled.
 	initialReadBuf = 16 << 10
-	// writeChunk bounds one write call so the write deadline measures a
-	// lack of progress, not the time to send the whole backlog.
-	writeChunk = 256 << 10
+	// writeChunks bounds one (vectored) write call, four large chunks, so
+	// the write deadline measures a lack of progress, not the time to send
+	// the whole backlog.
+	writeChunks = 4
 )
 
 type conn struct {
@@ -37,15 +39,19 @@ type conn struct {
 	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
 	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
 
-	mu         sync.Mutex
-	cond       sync.Cond // signalled when pending output shrinks or the conn closes
-	value      any
-	out        []byte // framed output not yet handed to a write call
-	spare      []byte // the buffer a write call is sending from
-	pending    int    // bytes queued or being written
-	flushing   bool   // someone owns the write side now
-	dispatch   bool   // the reader is inside the handler; it flushes after
-	wantCloseW bool   // CloseWrite requested: shut down once flushed
+	mu    sync.Mutex
+	cond  sync.Cond // signalled when pending output shrinks or the conn closes
+	value any
+	// out is the framed output not yet written, in pooled chunks
+	// (internal/outbox, as on the event loops): memory follows the
+	// backlog as it is now, not the largest it ever was, and a write in
+	// progress sends from chunks that writers keep appending behind.
+	out outbox.Outbox
+	// iov is the flusher's scratch list of chunks for one write.
+	iov        [][]byte
+	flushing   bool // someone owns the write side now
+	dispatch   bool // the reader is inside the handler; it flushes after
+	wantCloseW bool // CloseWrite requested: shut down once flushed
 	wclosed    bool
 	closed     bool
 	closeErr   error
@@ -87,24 +93,32 @@ func (c *conn) Write(msg []byte) error {
 		c.mu.Unlock()
 		return engine.ErrConnClosed
 	}
-	before := len(c.out)
-	out, err := c.s.cfg.Codec.Append(c.out, msg)
+	pending := c.out.Len()
+	if pending+len(msg) > c.s.writeLimit {
+		// Over the limit whatever the framing adds.
+		return c.slowLocked()
+	}
+	t := c.out.Reserve(len(msg) + c.s.overhead)
+	b, err := c.s.cfg.Codec.Append(t, msg)
 	if err != nil {
 		c.mu.Unlock()
 		return err
 	}
-	added := len(out) - before
-	if c.pending+added > c.s.writeLimit {
-		c.out = out[:before]
-		c.mu.Unlock()
-		c.closeWith(engine.ErrSlowConsumer)
-		return engine.ErrSlowConsumer
+	if pending+len(b)-len(t) > c.s.writeLimit {
+		return c.slowLocked()
 	}
-	c.out = out
-	c.pending += added
+	c.out.Commit(b)
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// slowLocked refuses a Write that would pass the write limit and closes
+// the connection for it. It unlocks c.mu.
+func (c *conn) slowLocked() error {
+	c.mu.Unlock()
+	c.closeWith(engine.ErrSlowConsumer)
+	return engine.ErrSlowConsumer
 }
 
 func (c *conn) CloseWrite() error {
@@ -161,7 +175,7 @@ func (c *conn) flushAll() {
 		for c.flushing && !c.closed {
 			c.cond.Wait()
 		}
-		done := c.closed || len(c.out) == 0
+		done := c.closed || c.out.Len() == 0
 		c.mu.Unlock()
 		if done {
 			return
@@ -172,13 +186,20 @@ func (c *conn) flushAll() {
 // flushOwned runs with c.flushing set and clears it when done.
 func (c *conn) flushOwned() {
 	c.mu.Lock()
-	for !c.closed && len(c.out) > 0 {
-		// Swap buffers so writers append to one while the other is sent.
-		c.out, c.spare = c.spare[:0], c.out
-		buf := c.spare
+	for !c.closed && c.out.Len() > 0 {
+		// The chunks gathered are not touched by writers, who append
+		// behind them, nor released until written (or the flusher is
+		// done: see serve), so the write runs without the lock.
+		var n int
+		c.iov, n = c.out.Gather(c.iov[:0], writeChunks)
 		c.mu.Unlock()
-		err := c.writeAll(buf)
+		written, err := c.writeBufs(c.iov, n)
+		clear(c.iov)
 		c.mu.Lock()
+		c.out.Consume(written)
+		if c.out.Len() <= c.s.lowWater {
+			c.cond.Broadcast()
+		}
 		if err != nil {
 			c.flushing = false
 			c.cond.Broadcast()
@@ -198,30 +219,31 @@ func (c *conn) flushOwned() {
 	c.mu.Unlock()
 }
 
-func (c *conn) writeAll(buf []byte) error {
-	wt := c.s.cfg.WriteTimeout
-	for len(buf) > 0 {
-		chunk := buf[:min(len(buf), writeChunk)]
-		if wt > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(wt))
-		}
-		n, err := c.nc.Write(chunk)
-		c.s.cfg.Stats.BytesOut.Add(int64(n))
-		buf = buf[n:]
-		c.mu.Lock()
-		c.pending -= n
-		if c.pending <= c.s.lowWater {
-			c.cond.Broadcast()
-		}
-		c.mu.Unlock()
-		if err != nil {
-			if isTimeout(err) {
-				return engine.ErrWriteTimeout
-			}
-			return err
-		}
+// writeBufs writes n bytes from bufs in one vectored write (net.Buffers
+// uses writev on TCP), with a fresh write deadline, and returns how many
+// were written.
+func (c *conn) writeBufs(bufs [][]byte, n int) (int, error) {
+	if wt := c.s.cfg.WriteTimeout; wt > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(wt))
 	}
-	return nil
+	var written int64
+	var err error
+	if len(bufs) == 1 {
+		var k int
+		k, err = c.nc.Write(bufs[0])
+		written = int64(k)
+	} else {
+		nb := net.Buffers(bufs)
+		written, err = nb.WriteTo(c.nc)
+	}
+	c.s.cfg.Stats.BytesOut.Add(written)
+	if err == nil && int(written) < n {
+		err = io.ErrShortWrite
+	}
+	if err != nil && isTimeout(err) {
+		err = engine.ErrWriteTimeout
+	}
+	return int(written), err
 }
 
 // closeWith closes the socket once, reporting whether this call did; the
@@ -253,8 +275,8 @@ func (c *conn) interruptRead() {
 // receive buffer then fills and TCP flow control stops the peer.
 func (c *conn) waitBelowHighWater() {
 	c.mu.Lock()
-	if c.pending > c.s.cfg.MaxPending {
-		for !c.closed && c.pending > c.s.lowWater && !c.s.isDraining() {
+	if c.out.Len() > c.s.cfg.MaxPending {
+		for !c.closed && c.out.Len() > c.s.lowWater && !c.s.isDraining() {
 			c.cond.Wait()
 		}
 	}
@@ -277,11 +299,13 @@ func (c *conn) serve() {
 	}
 	c.mu.Unlock()
 	c.closeWith(err)
-	// Wait out a flusher so OnClose is the handler's last event.
+	// Wait out a flusher so OnClose is the handler's last event, and so
+	// no write still reads the chunks given back here.
 	c.mu.Lock()
 	for c.flushing {
 		c.cond.Wait()
 	}
+	c.out.Release()
 	c.mu.Unlock()
 	c.s.cfg.Stats.CountClose(err)
 	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)

@@ -33,6 +33,7 @@ type server struct {
 	split     *framing.Splitter // the frame loop's codec and buffering
 	// Derived from cfg once, not on every Write.
 	writeLimit, lowWater int
+	overhead             int                 // the codec's framing bytes per message
 	perIP                *engine.AddrLimiter // nil without MaxConnsPerIP
 
 	mu       sync.Mutex
@@ -67,6 +68,7 @@ func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 			Initial: initialReadBuf, Keep: initialReadBuf,
 		}),
 		writeLimit: cfg.WriteLimit(),
+		overhead:   cfg.Codec.Overhead(),
 		lowWater:   cfg.LowWater(),
 		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
 		cfg:        cfg,
