@@ -126,4 +126,3 @@ func kind(err error) string {
 	}
 	return ""
 }
-
