@@ -63,6 +63,13 @@ var conformanceCases = []struct {
 	{"ProxyHeaderTimeout", testProxyHeaderTimeout, false},
 	{"ReusePort", testReusePort, false},
 	{"ShutdownRacesServe", testShutdownRacesServe, false},
+	{"FrameTimeout", testFrameTimeoutCase, false},
+	{"HelloFrameTimeout", testHelloFrameTimeout, false},
+	{"MaxConnsPerIP", testMaxConnsPerIP, true},
+	{"PanicInOnOpen", testPanicIn("OnOpen"), false},
+	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
+	{"PanicInOnClose", testPanicIn("OnClose"), false},
+	{"DistrustedCodec", testDistrustedCodec, false},
 }
 
 func TestConformance(t *testing.T) {
@@ -129,7 +136,7 @@ func dial(t *testing.T, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := handshake(c); err != nil {
+	if err := handshake(addr, c); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })

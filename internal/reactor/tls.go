@@ -136,7 +136,7 @@ func (l *loop) inputTLS(c *conn) {
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
-	h := l.s.h
+	delivered := 0
 	for {
 		held := c.in.Buffered() > 0
 		dst := l.buf
@@ -154,16 +154,11 @@ func (l *loop) inputTLS(c *conn) {
 		} else {
 			c.in.Feed(l.split, dst[:k])
 		}
-		for c.req.Load()&(reqClose|reqSlow) == 0 {
-			frame, ok, ferr := c.in.Next(l.split, false)
-			if ferr != nil {
-				l.closeConn(c, ferr)
-				return
-			}
-			if !ok {
-				break
-			}
-			h.OnMessage(c, frame)
+		n, ferr := l.dispatch(c, false)
+		delivered += n
+		if ferr != nil {
+			l.closeConn(c, ferr)
+			return
 		}
 		c.in.Done(l.split)
 		if c.state == connstate.Closed {
@@ -180,6 +175,9 @@ func (l *loop) inputTLS(c *conn) {
 			l.closeConn(c, err)
 			return
 		}
+	}
+	if l.s.frameTO > 0 {
+		l.frameCheck(c, delivered > 0)
 	}
 	l.afterDispatch(c)
 }
@@ -208,7 +206,9 @@ func (l *loop) handshakeDone(c *conn) {
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
-	l.open(c)
+	if !l.open(c) {
+		return // OnOpen panicked; c is closed
+	}
 	// Records that arrived with the client's last flight are decrypted
 	// now; inputTLS then flushes what OnOpen and the messages wrote.
 	l.inputTLS(c)
