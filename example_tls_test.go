@@ -55,4 +55,3 @@ func exampleModel() string {
 	}
 	return switchboard.ModelGoroutine
 }
-
