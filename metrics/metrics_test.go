@@ -74,8 +74,8 @@ func TestCollectorAfterScriptedExchange(t *testing.T) {
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(expected(model))); err != nil {
 				t.Fatal(err)
 			}
-			if n := testutil.CollectAndCount(col); n != 22 {
-				t.Fatalf("collector exports %d series, want 22", n)
+			if n := testutil.CollectAndCount(col); n != 23 {
+				t.Fatalf("collector exports %d series, want 23", n)
 			}
 		})
 	}
@@ -123,6 +123,9 @@ func expected(model string) string {
 		"# HELP switchboard_sent_bytes_total Bytes written to connections.",
 		"# TYPE switchboard_sent_bytes_total counter",
 		"switchboard_sent_bytes_total{"+m+"} 6",
+		"# HELP switchboard_tls_handshakes_total TLS handshakes that succeeded (failures are connections_closed_total{reason=\"handshake\"}).",
+		"# TYPE switchboard_tls_handshakes_total counter",
+		"switchboard_tls_handshakes_total{"+m+"} 0",
 	)
 	return strings.Join(lines, "\n") + "\n"
 }
