@@ -27,6 +27,7 @@ import (
 // setupTLS prepares f.tlsClient, and, when own (the command starts its
 // servers), f.tlsServer. The returned function removes what it made.
 func (f *loadFlags) setupTLS(own bool) (func(), error) {
+	f.tlsClient, f.tlsServer = nil, nil
 	cfg, err := f.tls.config()
 	if err != nil || cfg == nil {
 		return func() {}, err
