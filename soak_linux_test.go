@@ -68,7 +68,7 @@ func TestSoak(t *testing.T) {
 	}
 	record()
 
-	// Each connection sends one 32-byte message every period and checks
+	// Each connection sends one 31-byte message every period and checks
 	// its echo, byte for byte.
 	period := time.Duration(float64(conns) / float64(rate) * float64(time.Second))
 	var verified, failed atomic.Int64
@@ -83,20 +83,20 @@ func TestSoak(t *testing.T) {
 			time.Sleep(time.Duration(int64(period) * int64(i) / int64(conns)))
 			tick := time.NewTicker(period)
 			defer tick.Stop()
-			got := make([]byte, 32)
+			got := make([]byte, 31)
 			for seq := 0; ; seq++ {
 				select {
 				case <-stop:
 					return
 				case <-tick.C:
 				}
-				msg := fmt.Appendf(nil, "%08d %08d %013d", i, seq, seq*7919)
+				msg := fmt.Appendf(nil, "%08d %08d %013d", i, seq, seq*7919) // 31 bytes
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				_, err := c.Write(msg)
 				if err == nil {
-					_, err = io.ReadFull(c, got)
+					_, err = io.ReadFull(c, got[:len(msg)])
 				}
-				if err == nil && !bytes.Equal(got, msg) {
+				if err == nil && !bytes.Equal(got[:len(msg)], msg) {
 					err = fmt.Errorf("echo %q, sent %q", got, msg)
 				}
 				if err != nil {
