@@ -11,9 +11,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"switchboard/framing"
+	"switchboard/internal/rawio"
 )
 
 const defaultDriver = DriverEpoll
@@ -85,6 +87,8 @@ type econn struct {
 	f       *flow // nil for an idle connection
 	out     []byte
 	outOff  int
+	reopen  bool   // reconnected after the server closed it
+	base    uint64 // replies received when it (re)opened
 }
 
 // eworker is one epoll thread and its connections.
@@ -100,6 +104,7 @@ type eworker struct {
 	st     *stats
 	events []unix.EpollEvent
 	rbuf   []byte
+	split  *framing.Splitter // replies, with this worker's partialBufs
 
 	aborted  bool
 	traffic  bool
@@ -111,7 +116,6 @@ type eworker struct {
 	quota    int64
 	sched    schedule
 	slot     uint64
-	armed    int64 // when the timerfd is set to fire, 0 when disarmed
 
 	start       chan *timeline
 	trafficDone chan struct{}
@@ -122,17 +126,17 @@ func newEpollDriver(c *config) (*epollDriver, error) {
 	d := &epollDriver{c: c, quit: make(chan struct{})}
 	d.domain, _ = d.sockaddr()
 	// Reads take what one syscall returns; a partial frame waits in the
-	// connection's own buffer, so one shared buffer per worker suffices.
-	rbufSize := 64 << 10
+	// connection's accumulator, so one shared buffer per worker suffices.
 	for i := 0; i < c.workers; i++ {
 		w := &eworker{
 			d: d, num: i, epfd: -1, evfd: -1, tfd: -1, st: newStats(),
-			events: make([]unix.EpollEvent, 512), rbuf: make([]byte, rbufSize),
+			events: make([]unix.EpollEvent, 512), rbuf: make([]byte, readBufSize),
+			split: lentSplitter(c.proto, new(partialBufs)),
 			start: make(chan *timeline, 1), trafficDone: make(chan struct{}), exited: make(chan struct{}),
 		}
 		active, idle := assign(c, i)
 		for _, id := range active {
-			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline)}
+			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline, w.st.prog, w.split)}
 			w.active = append(w.active, ec)
 			w.conns = append(w.conns, ec)
 		}
@@ -303,12 +307,7 @@ func (d *epollDriver) closeFDs() {
 // wait runs epoll_wait for at most timeout (negative: no limit) and
 // returns the events.
 func (w *eworker) wait(timeout time.Duration) []unix.EpollEvent {
-	ms := -1
-	if timeout >= 0 {
-		// Round up: waking early would only make the loop spin.
-		ms = int(min((timeout+time.Millisecond-1)/time.Millisecond, math.MaxInt32))
-	}
-	n, err := unix.EpollWait(w.epfd, w.events, ms)
+	n, err := unix.EpollWait(w.epfd, w.events, rawio.Millis(timeout))
 	if err != nil {
 		// EINTR; anything else would be a bug, and the deadlines still end
 		// the loop.
@@ -494,10 +493,18 @@ func (w *eworker) finishConnect(ec *econn, t int64) {
 
 func (w *eworker) opened(ec *econn) {
 	ec.state = stateOpen
-	if !ec.idle {
-		w.live++
+	if !ec.reopen {
+		if !ec.idle {
+			w.live++
+		}
+		w.st.prog.connected.Add(1)
 	}
-	w.st.prog.connected.Add(1)
+	if ec.f != nil {
+		ec.base = ec.f.recvd.Load()
+	}
+	if c := w.d.c; c.ProxyHeader != "" {
+		w.sendProxyHeader(ec)
+	}
 }
 
 // kill closes a connection for good.
@@ -506,7 +513,7 @@ func (w *eworker) kill(ec *econn) {
 		unix.Close(ec.fd) // also removes it from the epoll set
 		ec.fd = -1
 	}
-	if ec.f != nil && ec.state == stateOpen {
+	if ec.f != nil && (ec.state == stateOpen || (ec.reopen && ec.state == stateConnecting)) {
 		w.inflight -= int64(ec.f.inflight())
 		w.live--
 	}
@@ -525,12 +532,7 @@ func (w *eworker) trafficPhase(tl *timeline) {
 	if c.Rate > 0 && len(w.active) > 0 {
 		// This worker's share of the rate, one connection after another.
 		w.sched = schedule{t0: tl.t0, tick: 1e9 * float64(c.Conns) / (c.Rate * float64(len(w.active))), n: uint64(len(w.active))}
-		var err error
-		if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err == nil {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evTimer}
-			err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.tfd, &ev)
-		}
-		if err != nil {
+		if err := w.startTicker(); err != nil {
 			w.st.connError(now(), "timerfd: %v", err)
 			return
 		}
@@ -561,15 +563,24 @@ func (w *eworker) trafficPhase(tl *timeline) {
 			case idx == evWake:
 				w.aborted = true
 			case idx == evTimer:
+				// One read per tick, however many messages it sends.
 				var buf [8]byte
 				unix.Read(w.tfd, buf[:])
-				w.armed = 0
 			default:
 				ec := w.conns[idx]
+				t = now()
+				if ec.state == stateConnecting {
+					// A reconnect completing.
+					w.finishConnect(ec, t)
+					if ec.state == stateOpen {
+						w.fill(ec, t)
+						w.flush(ec)
+					}
+					continue
+				}
 				if ec.state != stateOpen {
 					continue
 				}
-				t = now()
 				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 					w.readConn(ec, t)
 				}
@@ -588,6 +599,10 @@ func (w *eworker) trafficPhase(tl *timeline) {
 		if w.sending && (t >= tl.me || (c.Requests > 0 && w.quota == 0 && t >= tl.ms) || (w.live == 0 && len(w.active) > 0)) {
 			w.sending = false
 			w.drainEnd = t + int64(c.DrainTimeout)
+			w.st.sendEnd = min(t, tl.me)
+			if openLoop {
+				w.st.behind += w.backlog(w.st.sendEnd)
+			}
 		}
 		w.st.publish()
 		if !w.sending {
@@ -610,7 +625,9 @@ func (w *eworker) trafficPhase(tl *timeline) {
 }
 
 // fill queues as many messages on ec as its pipeline, the schedule and the
-// request quota allow at t.
+// request quota allow at t. A message counts when it is sent inside the
+// measured window; in open loop its latency runs from when it was due, so
+// one sent late because the server fell behind carries the wait.
 func (w *eworker) fill(ec *econn, t int64) {
 	if !w.sending {
 		return
@@ -618,6 +635,14 @@ func (w *eworker) fill(ec *econn, t int64) {
 	c := w.d.c
 	f := ec.f
 	tl := w.tl
+	if t >= tl.me {
+		if c.Rate == 0 {
+			return
+		}
+		// Open loop, the last pass just after the end: what was due
+		// before it still goes, as sent in the window.
+		t = tl.me - 1
+	}
 	for f.inflight() < f.pipe {
 		at := t
 		if c.Rate > 0 {
@@ -625,10 +650,7 @@ func (w *eworker) fill(ec *econn, t int64) {
 				return
 			}
 		}
-		if at >= tl.me {
-			return
-		}
-		measured := at >= tl.ms
+		measured := t >= tl.ms
 		if measured && c.Requests > 0 {
 			if w.quota == 0 {
 				return
@@ -640,36 +662,14 @@ func (w *eworker) fill(ec *econn, t int64) {
 	}
 }
 
-// runSlots walks the open-loop schedule up to t, giving each due slot's
-// connection the chance to send, then arms the timer for the next slot.
-func (w *eworker) runSlots(t int64) {
-	for {
-		at := w.sched.t0 + int64(float64(w.slot)*w.sched.tick)
-		if at >= w.tl.me {
-			return
-		}
-		if at > t {
-			if w.armed != at {
-				w.armed = at
-				d := max(at-t, 1)
-				spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
-				unix.TimerfdSettime(w.tfd, 0, &spec, nil)
-			}
-			return
-		}
-		ec := w.active[w.slot%w.sched.n]
-		w.slot++
-		if ec.state == stateOpen {
-			w.fill(ec, t)
-			w.flush(ec)
-		}
-	}
-}
-
 // readConn reads what one read returns, verifies it and sends what the
 // replies allow.
 func (w *eworker) readConn(ec *econn, t int64) {
-	n, err := rawRead(ec.fd, w.rbuf)
+	buf := w.rbuf
+	if ec.f != nil {
+		buf = ec.f.recvBuf(w.rbuf)
+	}
+	n, err := rawio.Read(ec.fd, buf)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -678,8 +678,11 @@ func (w *eworker) readConn(ec *econn, t int64) {
 		w.st.connError(t, "idle connection %d: %v", ec.id, closedBy(err))
 		w.kill(ec)
 		return
+	case err == nil && n == 0 && w.traffic && !w.d.c.CloseIsError && ec.f.recvd.Load() > ec.base:
+		w.reconnect(ec, t)
+		return
 	case err != nil || n == 0:
-		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load())
+		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load()-ec.base)
 		w.kill(ec)
 		return
 	case ec.idle || !w.traffic:
@@ -689,7 +692,7 @@ func (w *eworker) readConn(ec *econn, t int64) {
 	}
 	f := ec.f
 	before := f.recvd.Load()
-	err = f.consume(w.rbuf[:n], w.st, t)
+	err = f.consume(buf, n, w.st, t)
 	w.inflight -= int64(f.recvd.Load() - before)
 	if err != nil {
 		w.st.connError(t, "connection %d: %v", ec.id, err)
@@ -704,7 +707,7 @@ func (w *eworker) readConn(ec *econn, t int64) {
 // buffer is full.
 func (w *eworker) flush(ec *econn) {
 	for ec.outOff < len(ec.out) {
-		n, err := rawWrite(ec.fd, ec.out[ec.outOff:])
+		n, err := rawio.Write(ec.fd, ec.out[ec.outOff:])
 		switch err {
 		case nil:
 			ec.outOff += n
@@ -735,23 +738,4 @@ func (w *eworker) modify(ec *econn, events uint32) {
 		w.st.connError(now(), "connection %d: epoll_ctl: %v", ec.id, err)
 		w.kill(ec)
 	}
-}
-
-// rawRead and rawWrite use RawSyscall: on a non-blocking socket the call
-// never blocks, so the scheduler hand-off of a normal Syscall is pure cost,
-// paid twice per message.
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }

@@ -132,6 +132,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--frame-timeout", "-1s"},
 		{"serve", "extra-argument"},
 		{"serve", "--no-such-flag"},
+		{"serve", "--pprof"},
+		{"serve", "--upgrade-timeout", "0s"},
 	} {
 		c := startChild(t, args...)
 		if code := c.wait(t, 20*time.Second); code != 2 {

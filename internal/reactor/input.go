@@ -100,6 +100,11 @@ func (l *loop) input(c *conn) {
 // and closes only this connection.
 func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
 	defer func() {
+		// Counted once per batch: a shared atomic per message would cost
+		// every loop a contended cache line.
+		if delivered > 0 {
+			l.s.stats.MessagesIn.Add(int64(delivered))
+		}
 		if v := recover(); v != nil {
 			err = engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnMessage", v)
 		}

@@ -613,20 +613,11 @@ func TestShutdownDrains(t *testing.T) {
 func TestShutdownDeadline(t *testing.T) {
 	backend := Backends()[0]
 	cl := newCloses()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(backend, engine.Config{WriteTimeout: time.Minute}, &funcs{
+	eng, addr, served := serveOwn(t, backend, engine.Config{WriteTimeout: time.Minute}, &funcs{
 		msg:   func(c engine.Conn, m []byte) { c.Write(make([]byte, 8<<20)) },
 		close: func(_ engine.Conn, err error) { cl <- err },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- eng.Serve(ln) }()
-	c := dial(t, ln.Addr().String())
+	c := dial(t, addr)
 	c.Write([]byte("x")) // and never read the 8 MiB reply
 	time.Sleep(50 * time.Millisecond)
 	ctx, cancel := contextWithTimeout(200 * time.Millisecond)
@@ -652,20 +643,11 @@ func TestShutdownDeadline(t *testing.T) {
 func TestShutdownLingersAfterCloseWrite(t *testing.T) {
 	backend := Backends()[0]
 	cl := newCloses()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(backend, engine.Config{}, &funcs{
+	eng, addr, served := serveOwn(t, backend, engine.Config{}, &funcs{
 		open:  func(c engine.Conn) { c.CloseWrite() },
 		close: func(_ engine.Conn, err error) { cl <- err },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- eng.Serve(ln) }()
-	c := dial(t, ln.Addr().String())
+	c := dial(t, addr)
 	if _, err := io.ReadAll(c); err != nil { // our FIN, before Shutdown
 		t.Fatal(err)
 	}

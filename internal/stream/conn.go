@@ -108,6 +108,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
+	c.s.cfg.Stats.MessagesOut.Add(1)
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
@@ -458,6 +459,9 @@ func (c *conn) deliver(atEOF bool) (delivered int, err error) {
 	c.setDispatch(true)
 	defer func() {
 		c.setDispatch(false)
+		if delivered > 0 {
+			c.s.cfg.Stats.MessagesIn.Add(int64(delivered))
+		}
 		if v := recover(); v != nil {
 			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnMessage", v)
 		}

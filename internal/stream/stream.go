@@ -140,7 +140,7 @@ func (s *server) acceptLoop(ln net.Listener) error {
 				return nil
 			}
 			if temporaryAcceptError(err) {
-				s.cfg.Stats.AcceptErrors.Add(1)
+				s.cfg.Stats.CountAcceptError(err)
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
 				select {
@@ -201,7 +201,8 @@ func (s *server) track(nc net.Conn, ip netip.Addr) *conn {
 	defer s.mu.Unlock()
 	if s.stopping {
 		s.perIP.Release(ip)
-		nc.Close()
+		s.conwg.Add(1)
+		go s.lateAccept(nc)
 		return nil
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {

@@ -1,0 +1,5 @@
+//go:build linux
+
+package uring
+
+func init() { debugThreadCheck = true }
