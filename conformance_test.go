@@ -723,13 +723,13 @@ func (h *eventRecorder) add(e string) {
 }
 
 func (h *eventRecorder) OnOpen(c switchboard.Conn) {
-	c.SetContext("state")
+	c.SetValue("state")
 	h.add("open")
 	c.Write([]byte("welcome"))
 }
 
 func (h *eventRecorder) OnMessage(c switchboard.Conn, msg []byte) {
-	h.add("msg:" + string(msg) + ":" + fmt.Sprint(c.Context()))
+	h.add("msg:" + string(msg) + ":" + fmt.Sprint(c.Value()))
 	if string(msg) == "bye" {
 		c.Write([]byte("bye"))
 		c.CloseWrite()

@@ -77,8 +77,8 @@ type helloHandler struct{}
 func (helloHandler) OnOpen(switchboard.Conn) {}
 
 func (helloHandler) OnClose(c switchboard.Conn, _ error) {
-	if st, ok := c.Context().(*helloState); ok {
-		c.SetContext(nil)
+	if st, ok := c.Value().(*helloState); ok {
+		c.SetValue(nil)
 		releaseState(st)
 	}
 }
@@ -92,13 +92,13 @@ func releaseState(st *helloState) {
 func state(c switchboard.Conn, st *helloState) *helloState {
 	if st == nil {
 		st = statePool.Get().(*helloState)
-		c.SetContext(st)
+		c.SetValue(st)
 	}
 	return st
 }
 
 func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
-	st, _ := c.Context().(*helloState)
+	st, _ := c.Value().(*helloState)
 	if st != nil && st.closing {
 		st.ignored += len(msg)
 		if st.ignored > maxIgnored {
@@ -188,7 +188,7 @@ func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
 		}
 	}
 	if st != nil && len(st.buf) == 0 && st.skip == 0 {
-		c.SetContext(nil)
+		c.SetValue(nil)
 		releaseState(st)
 	}
 }

@@ -67,3 +67,7 @@ func LogClose(l *slog.Logger, remote net.Addr, err error) {
 		l.Debug("connection closed", "remote", remote, "reason", err)
 	}
 }
+
+// HalfCloseWait is the default bound on how long a connection whose peer
+// has sent its FIN stays open for a HalfCloser handler's writes.
+const HalfCloseWait = 10 * time.Second

@@ -109,6 +109,7 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 		return
 	}
 	c := &conn{fd: int32(fd), ln: li}
+	c.idle.Store(s.idle)
 	if !li.unix {
 		c.raddr = addrPort(sa)
 		c.laddr = li.laddr
@@ -196,14 +197,14 @@ func (l *loop) adopt(c *conn) {
 		l.arm(c, timerIdle, l.now+s.headerWait)
 		return
 	}
-	if s.idle > 0 {
-		l.arm(c, timerIdle, l.now+s.idle)
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, l.now+idle)
 	}
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
 	l.open(c)
-	l.afterDispatch(c)
+	l.afterDispatch(c, 0)
 }
 
 // open runs OnOpen. The caller has set c.sched and flushes afterwards.
