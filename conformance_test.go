@@ -63,6 +63,12 @@ var conformanceCases = []struct {
 	{"ProxyHeaderTimeout", testProxyHeaderTimeout, false},
 	{"ReusePort", testReusePort, false},
 	{"ShutdownRacesServe", testShutdownRacesServe, false},
+	{"AsyncReplyAfterFIN", testAsyncReplyAfterFIN, false},
+	{"ConnDeadline", testConnDeadline, false},
+	{"Tick", testTick, false},
+	{"ShutdownNotice", testShutdownNotice, false},
+	{"CodecSwitch", testCodecSwitch, false},
+	{"ConnContextStats", testConnContextStats, false},
 }
 
 func TestConformance(t *testing.T) {
