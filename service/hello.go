@@ -38,9 +38,9 @@ import (
 // that the client sends the body it then waits to send. Transfer-Encoding
 // (chunked bodies) is not supported and gets 400.
 //
-// A head that is malformed (see parseHead for the rules: a bad request
-// line, a bad header line, obs-fold continuation lines, a bare CR, an HTTP
-// version other than 1.0 and 1.1, a missing or repeated Host in HTTP/1.1,
+// A head that is malformed (a bad request line, a bad header line,
+// obs-fold continuation lines, a bare CR, an HTTP version other than 1.0
+// and 1.1, a missing or repeated Host in HTTP/1.1,
 // conflicting Content-Length values), or one larger than 8 KiB, gets
 // "400 Bad Request" with "Connection: close", and the connection is closed
 // the same lingering way after the reply. Lines may end in CRLF or, as RFC
@@ -48,7 +48,7 @@ import (
 //
 // In the steady state, whole requests in each read, the handler allocates
 // nothing: replies are prebuilt once a second (for the Date header) and
-// per-connection state lives in Conn.Context only while a partial head or
+// per-connection state lives in Conn.Value only while a partial head or
 // the rest of a body is pending, taken from and returned to a pool.
 func Hello() switchboard.Handler { return helloHandler{} }
 
