@@ -23,7 +23,12 @@ func TestMain(m *testing.M) {
 // ends and returns the port.
 func startRedis(t *testing.T, model string) string {
 	t.Helper()
-	srv, err := newRedisServer(model, 2)
+	return startRedisDelay(t, model, 0)
+}
+
+func startRedisDelay(t *testing.T, model string, delay time.Duration) string {
+	t.Helper()
+	srv, err := newRedisServer(model, 2, delay)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,19 +111,23 @@ func TestRedisProtocol(t *testing.T) {
 }
 
 // TestRedisHalfClose: commands piped in with the write half shut
-// straight after (`printf ... | nc -N`) get every reply, then EOF.
+// straight after (`printf ... | nc -N`) get every reply, then EOF, both
+// when the replies are written in the callbacks and when a worker
+// goroutine writes them after the FIN (a backend delay).
 func TestRedisHalfClose(t *testing.T) {
 	for _, model := range switchboard.Models() {
-		t.Run(model, func(t *testing.T) {
-			port := startRedis(t, model)
-			c := dialRedis(t, port)
-			c.Write([]byte("SET k v\r\nGET k\r\n"))
-			c.(*net.TCPConn).CloseWrite()
-			got, err := io.ReadAll(c)
-			if err != nil || string(got) != "+OK\r\n$1\r\nv\r\n" {
-				t.Fatalf("got %q, %v", got, err)
-			}
-		})
+		for _, delay := range []time.Duration{0, 30 * time.Millisecond} {
+			t.Run(model+"/delay="+delay.String(), func(t *testing.T) {
+				port := startRedisDelay(t, model, delay)
+				c := dialRedis(t, port)
+				c.Write([]byte("SET k v\r\nGET k\r\n"))
+				c.(*net.TCPConn).CloseWrite()
+				got, err := io.ReadAll(c)
+				if err != nil || string(got) != "+OK\r\n$1\r\nv\r\n" {
+					t.Fatalf("got %q, %v", got, err)
+				}
+			})
+		}
 	}
 }
 

@@ -20,31 +20,53 @@ const tickEvery = 100 * time.Millisecond
 // `nc -N`) still gets every reply, and the connection closes once they
 // are out.
 type server struct {
-	db *store
+	db    *store
+	delay time.Duration // --backend-delay: answer from a worker goroutine (async.go)
 
 	mu       sync.Mutex
 	channels map[string][]switchboard.Conn // copy-on-write: PUBLISH writes without the lock
 }
 
 type session struct {
-	args [][]byte
-	out  []byte
-	subs map[string]bool
+	args  [][]byte
+	out   []byte
+	subs  map[string]bool
+	queue *backlog // with a backend delay: the worker's commands
 }
 
 func newServer() *server {
 	return &server{db: newStore(), channels: make(map[string][]switchboard.Conn)}
 }
 
-func (s *server) OnOpen(c switchboard.Conn) { c.SetValue(&session{}) }
+func (s *server) OnOpen(c switchboard.Conn) {
+	ss := &session{}
+	c.SetValue(ss)
+	if s.delay > 0 {
+		ss.queue = newBacklog()
+		go s.work(c, ss)
+	}
+}
 
-// OnPeerClose: the replies to everything the peer sent are queued by now
-// (they are all written from the callbacks), so the connection may close
-// once they are out.
-func (s *server) OnPeerClose(c switchboard.Conn) { c.CloseWrite() }
+// OnPeerClose: without a backend delay the replies to everything the peer
+// sent are queued by now (they are written from the callbacks), so the
+// connection may close once they are out; with one, the worker closes it
+// when it has answered the rest.
+func (s *server) OnPeerClose(c switchboard.Conn) {
+	ss := c.Value().(*session)
+	if ss.queue != nil {
+		ss.queue.end()
+		return
+	}
+	c.CloseWrite()
+}
 
 func (s *server) OnClose(c switchboard.Conn, err error) {
 	ss := c.Value().(*session)
+	if ss.queue != nil {
+		// The worker owns the session; it forgets the subscriptions.
+		ss.queue.end()
+		return
+	}
 	for ch := range ss.subs {
 		s.unsubscribe(c, ch)
 	}
@@ -58,20 +80,31 @@ func (s *server) OnTick() time.Duration {
 
 func (s *server) OnMessage(c switchboard.Conn, frame []byte) {
 	ss := c.Value().(*session)
+	if ss.queue != nil {
+		ss.queue.push(frame)
+		return
+	}
+	if out := s.answer(c, ss, frame); len(out) > 0 {
+		c.Write(out)
+	}
+}
+
+// answer runs one command and returns its reply, built in ss.out: empty
+// for an empty inline line, which Redis ignores.
+func (s *server) answer(c switchboard.Conn, ss *session, frame []byte) []byte {
 	var err error
 	ss.args, err = parseCommand(frame, ss.args[:0])
 	out := ss.out[:0]
 	switch {
 	case err == errEmpty:
-		return // Redis ignores an empty inline line
 	case err != nil:
 		out = appendError(out, err.Error())
 	default:
 		out = s.command(c, ss, out)
 	}
-	c.Write(out)
 	ss.out = out
 	clear(ss.args)
+	return out
 }
 
 func (s *server) command(c switchboard.Conn, ss *session, out []byte) []byte {
