@@ -9,7 +9,7 @@ import (
 // errProtocol is a frame that is one RESP value but not a command: a
 // command is an array of bulk strings, as redis-cli and redis-benchmark
 // send it.
-var errProtocol = errors.New("Protocol error: expected an array of bulk strings")
+var errProtocol = errors.New("protocol error: expected an array of bulk strings")
 
 // errEmpty is an inline command of no words (an empty line).
 var errEmpty = errors.New("empty command")
@@ -20,9 +20,7 @@ var errEmpty = errors.New("empty command")
 // arguments alias frame.
 func parseCommand(frame []byte, args [][]byte) ([][]byte, error) {
 	if len(frame) == 0 || frame[0] != '*' {
-		for _, w := range bytes.Fields(frame) {
-			args = append(args, w)
-		}
+		args = append(args, bytes.Fields(frame)...)
 		if len(args) == 0 {
 			return args, errEmpty
 		}

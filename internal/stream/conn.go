@@ -428,7 +428,6 @@ func (c *conn) serve() {
 // end.
 func (c *conn) run() error {
 	cfg := &c.s.cfg
-	split := c.s.split
 	if cfg.ProxyProtocol {
 		if err := c.readProxyHeader(); err != nil {
 			return err
@@ -452,7 +451,7 @@ func (c *conn) run() error {
 			}
 			c.flush()
 		}
-		split = c.splitter()
+		split := c.splitter()
 		c.in.Done(split)
 
 		c.waitBelowHighWater()
