@@ -42,7 +42,7 @@ const (
 	reqCloseWrite             // CloseWrite: flush, then shut the write half
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
 	reqIdle                   // SetIdleTimeout: re-arm the idle timer
-	reqCodec                  // SetCodec: decode what follows with conn.nextCodec
+	reqCodec                  // SetCodec: decode what follows with conn.codecs.next
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is
@@ -67,8 +67,7 @@ type conn struct {
 	closed       bool // Close and CloseWrite return ErrConnClosed too
 	value        any
 	ctx          *engine.ConnContext // made on the first Context call
-	reply        framing.Codec       // SetReplyCodec, SetCodec; nil: the server's
-	nextCodec    framing.Codec       // SetCodec waiting for the loop (reqCodec)
+	codecs       *connCodecs         // made by SetCodec or SetReplyCodec; nil: the server's
 	st           engine.ConnStats
 
 	req  atomic.Uint32 // reqClose | reqCloseWrite | reqSlow | reqIdle | reqCodec
@@ -88,6 +87,21 @@ type conn struct {
 	lastProgress int64               // loop clock at the last write progress while stuck
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
+}
+
+// connCodecs are a connection's own codecs, kept apart so that the
+// connections that never change codec carry one nil pointer for them.
+type connCodecs struct {
+	reply framing.Codec // frames Writes; nil: the server's
+	next  framing.Codec // SetCodec waiting for the loop (reqCodec)
+}
+
+// codecsLocked returns c.codecs, making it if need be. Under mu.
+func (c *conn) codecsLocked() *connCodecs {
+	if c.codecs == nil {
+		c.codecs = new(connCodecs)
+	}
+	return c.codecs
 }
 
 // kickUnlock makes sure the loop will look at c, from any goroutine, and
@@ -122,8 +136,9 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	codec, overhead := s.reply, s.overhead
-	if c.reply != nil {
-		codec, overhead = c.reply, c.reply.Overhead()
+	if c.codecs != nil && c.codecs.reply != nil {
+		codec = c.codecs.reply
+		overhead = codec.Overhead()
 	}
 	t := c.out.Reserve(len(msg) + overhead)
 	b, err := codec.Append(t, msg)
@@ -249,7 +264,8 @@ func (c *conn) SetCodec(codec framing.Codec) {
 		return
 	}
 	c.mu.Lock()
-	c.reply, c.nextCodec = codec, codec
+	cs := c.codecsLocked()
+	cs.reply, cs.next = codec, codec
 	c.req.Or(reqCodec)
 	if c.closed {
 		c.mu.Unlock()
@@ -264,6 +280,6 @@ func (c *conn) SetReplyCodec(codec framing.Codec) {
 		return
 	}
 	c.mu.Lock()
-	c.reply = codec
+	c.codecsLocked().reply = codec
 	c.mu.Unlock()
 }

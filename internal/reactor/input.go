@@ -140,8 +140,10 @@ func (l *loop) input(c *conn, n int) {
 // the old codec's progress means nothing to the new one.
 func (l *loop) switchCodec(c *conn) *framing.Splitter {
 	c.mu.Lock()
-	codec := c.nextCodec
-	c.nextCodec = nil
+	var codec framing.Codec
+	if c.codecs != nil {
+		codec, c.codecs.next = c.codecs.next, nil
+	}
 	c.req.And(^uint32(reqCodec))
 	c.mu.Unlock()
 	if codec != nil {
