@@ -375,6 +375,12 @@ type Stats struct {
 	SlowConsumers  int64 // connections closed for not reading their output
 	BytesIn        int64
 	BytesOut       int64
+	MessagesIn     int64 // frames delivered to OnMessage
+	MessagesOut    int64 // frames queued by Conn.Write
+	// Closes splits closed connections by reason (see CloseCounts).
+	Closes CloseCounts
+	// AcceptErrorKinds splits AcceptErrors by errno.
+	AcceptErrorKinds AcceptErrorCounts
 }
 
 // Stats returns the current counters.
@@ -390,5 +396,14 @@ func (s *Server) Stats() Stats {
 		SlowConsumers:  st.SlowConsumers.Load(),
 		BytesIn:        st.BytesIn.Load(),
 		BytesOut:       st.BytesOut.Load(),
+		MessagesIn:     st.MessagesIn.Load(),
+		MessagesOut:    st.MessagesOut.Load(),
+		Closes:         closeCounts(st),
+		AcceptErrorKinds: AcceptErrorCounts{
+			EMFILE: st.AcceptErrorKinds[engine.AcceptEMFILE].Load(),
+			ENFILE: st.AcceptErrorKinds[engine.AcceptENFILE].Load(),
+			ENOMEM: st.AcceptErrorKinds[engine.AcceptENOMEM].Load(),
+			Other:  st.AcceptErrorKinds[engine.AcceptOther].Load(),
+		},
 	}
 }

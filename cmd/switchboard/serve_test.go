@@ -130,6 +130,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--max-conns", "-1"},
 		{"serve", "extra-argument"},
 		{"serve", "--no-such-flag"},
+		{"serve", "--pprof"},
+		{"serve", "--upgrade-timeout", "0s"},
 	} {
 		c := startChild(t, args...)
 		if code := c.wait(t, 20*time.Second); code != 2 {

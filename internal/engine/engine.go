@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"switchboard/framing"
@@ -203,6 +204,8 @@ func (cfg *Config) WriteLimit() int {
 }
 
 // Stats are the server's counters, updated atomically by the engines.
+// They are read at scrape time (switchboard/metrics), so every field is a
+// plain counter an engine bumps where the event happens.
 type Stats struct {
 	Accepted       atomic.Int64 // connections accepted and handed to the handler
 	Rejected       atomic.Int64 // connections closed at accept (limits)
@@ -213,17 +216,121 @@ type Stats struct {
 	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
+	MessagesIn     atomic.Int64 // frames handed to OnMessage
+	MessagesOut    atomic.Int64 // frames queued by Conn.Write
+	// Closes counts closed connections by CloseReasonOf their error.
+	Closes [NumCloseReasons]atomic.Int64
+	// AcceptErrorKinds splits AcceptErrors by AcceptErrorKindOf.
+	AcceptErrorKinds [NumAcceptErrorKinds]atomic.Int64
 }
 
-// CountClose adds a connection closed for err to the matching counter.
-func (s *Stats) CountClose(err error) {
+// CloseReason classifies why a connection closed, for the metrics.
+type CloseReason uint8
+
+// Close reasons. Panic, FrameTimeout and Handshake have no engine error
+// yet: the work that adds a handler-panic guard, a per-frame deadline and
+// TLS maps its sentinel here in CloseReasonOf (or bumps Closes directly).
+const (
+	ClosePeer          CloseReason = iota // orderly: the peer's EOF or the handler's Close
+	CloseError                            // the socket failed (reset, broken pipe, ...)
+	CloseIdle                             // ErrIdleTimeout, ErrHalfCloseTimeout
+	CloseWriteTimeout                     // ErrWriteTimeout
+	CloseFrameTimeout                     // a frame did not complete in time
+	CloseSlowConsumer                     // ErrSlowConsumer
+	CloseProtocolError                    // framing or PROXY header error
+	ClosePanic                            // the handler panicked
+	CloseShutdown                         // still open at Shutdown's deadline, or Close
+	CloseHandshake                        // a TLS (or other) handshake failed
+	NumCloseReasons
+)
+
+var closeReasonNames = [NumCloseReasons]string{
+	"peer", "error", "idle", "write_timeout", "frame_timeout", "slow_consumer",
+	"protocol_error", "panic", "shutdown", "handshake",
+}
+
+// String is the reason's metric label.
+func (r CloseReason) String() string {
+	if r < NumCloseReasons {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// CloseReasonOf classifies a close error.
+func CloseReasonOf(err error) CloseReason {
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrWriteTimeout), errors.Is(err, ErrHalfCloseTimeout):
-		s.Timeouts.Add(1)
+		return ClosePeer
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrHalfCloseTimeout):
+		// A half-closed connection the handler left open counts as idle:
+		// nothing happened on it for the half-close wait.
+		return CloseIdle
+	case errors.Is(err, ErrWriteTimeout):
+		return CloseWriteTimeout
 	case errors.Is(err, ErrSlowConsumer):
-		s.SlowConsumers.Add(1)
+		return CloseSlowConsumer
+	case errors.Is(err, ErrShutdown), errors.Is(err, ErrServerClosed):
+		return CloseShutdown
 	case IsProtocolError(err):
+		return CloseProtocolError
+	}
+	return CloseError
+}
+
+// AcceptErrorKind classifies a failed accept, for the metrics.
+type AcceptErrorKind uint8
+
+// Accept error kinds: the descriptor limits, memory (ENOMEM, ENOBUFS), and
+// anything else.
+const (
+	AcceptEMFILE AcceptErrorKind = iota
+	AcceptENFILE
+	AcceptENOMEM
+	AcceptOther
+	NumAcceptErrorKinds
+)
+
+var acceptKindNames = [NumAcceptErrorKinds]string{"emfile", "enfile", "enomem", "other"}
+
+// String is the kind's metric label.
+func (k AcceptErrorKind) String() string {
+	if k < NumAcceptErrorKinds {
+		return acceptKindNames[k]
+	}
+	return "unknown"
+}
+
+// AcceptErrorKindOf classifies an accept error; errno values wrapped by
+// the net package match too.
+func AcceptErrorKindOf(err error) AcceptErrorKind {
+	switch {
+	case errors.Is(err, syscall.EMFILE):
+		return AcceptEMFILE
+	case errors.Is(err, syscall.ENFILE):
+		return AcceptENFILE
+	case errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ENOBUFS):
+		return AcceptENOMEM
+	}
+	return AcceptOther
+}
+
+// CountAcceptError counts one failed accept, in total and by kind.
+func (s *Stats) CountAcceptError(err error) {
+	s.AcceptErrors.Add(1)
+	s.AcceptErrorKinds[AcceptErrorKindOf(err)].Add(1)
+}
+
+// CountClose adds a connection closed for err to the matching counters.
+func (s *Stats) CountClose(err error) {
+	r := CloseReasonOf(err)
+	s.Closes[r].Add(1)
+	switch r {
+	case CloseIdle, CloseWriteTimeout:
+		s.Timeouts.Add(1)
+	case CloseSlowConsumer:
+		s.SlowConsumers.Add(1)
+	case CloseProtocolError:
 		s.ProtocolErrors.Add(1)
 	}
 }

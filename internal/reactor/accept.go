@@ -35,11 +35,11 @@ func (l *loop) accept(li *listener) {
 			case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 				continue // the connection died in the queue; take the next
 			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.s.stats.AcceptErrors.Add(1)
+				l.s.stats.CountAcceptError(err)
 				l.outOfDescriptors(li, err)
 				return
 			default:
-				l.s.stats.AcceptErrors.Add(1)
+				l.s.stats.CountAcceptError(err)
 				l.warnf("accept failed", "listener", li.addr, "err", err)
 				return
 			}

@@ -151,6 +151,7 @@ func (c *conn) Write(msg []byte) error {
 	}
 	c.out.Commit(b)
 	c.st.MessagesOut++
+	s.stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
 }

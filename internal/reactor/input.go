@@ -125,6 +125,7 @@ func (l *loop) input(c *conn, n int) {
 		}
 		msgs++
 		h.OnMessage(c, frame)
+		l.s.stats.MessagesIn.Add(1)
 	}
 	c.in.Done(split)
 	if atEOF && c.state == connstate.PeerShut && c.req.Load()&(reqClose|reqSlow) == 0 {

@@ -224,6 +224,7 @@ func (c *conn) Write(msg []byte) error {
 	c.out = out
 	c.pending += added
 	c.msgsOut++
+	c.s.cfg.Stats.MessagesOut.Add(1)
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
@@ -562,6 +563,7 @@ func (c *conn) deliver(atEOF bool) error {
 		}
 		n++
 		h.OnMessage(c, frame)
+		c.s.cfg.Stats.MessagesIn.Add(1)
 	}
 }
 

@@ -166,7 +166,7 @@ func (s *server) acceptLoop(ln net.Listener) error {
 				return nil
 			}
 			if temporaryAcceptError(err) {
-				s.cfg.Stats.AcceptErrors.Add(1)
+				s.cfg.Stats.CountAcceptError(err)
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
 				select {
@@ -209,7 +209,8 @@ func (s *server) track(nc net.Conn) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
-		nc.Close()
+		s.conwg.Add(1)
+		go s.lateAccept(nc)
 		return nil
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
