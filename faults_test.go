@@ -50,14 +50,14 @@ func newNamedCloses() *namedCloses {
 func (h *namedCloses) OnOpen(switchboard.Conn) {}
 
 func (h *namedCloses) OnMessage(c switchboard.Conn, msg []byte) {
-	if c.Context() == nil {
-		c.SetContext(string(msg))
+	if c.Value() == nil {
+		c.SetValue(string(msg))
 	}
 	c.Write(msg)
 }
 
 func (h *namedCloses) OnClose(c switchboard.Conn, err error) {
-	name, _ := c.Context().(string)
+	name, _ := c.Value().(string)
 	h.mu.Lock()
 	h.reason[name] = err
 	h.mu.Unlock()
