@@ -107,7 +107,7 @@ func (l *loop) readableTLS(c *conn) {
 		}
 		t.tc.Feed(l.buf[:n])
 		if t.ready {
-			l.inputTLS(c)
+			l.inputTLS(c, n)
 		} else if t.tc.Buffered() > maxHandshakeInput {
 			l.interest(c, false, c.flags&connWriteOn != 0)
 		}
@@ -117,7 +117,7 @@ func (l *loop) readableTLS(c *conn) {
 		case l.draining:
 			l.closeConn(c, nil)
 		case t.ready:
-			l.inputTLS(c)
+			l.inputTLS(c, 0)
 		default:
 			// The handshake fails on the EOF with its own reason.
 			l.interest(c, false, c.flags&connWriteOn != 0)
@@ -131,17 +131,18 @@ func (l *loop) readableTLS(c *conn) {
 // inputTLS decrypts what is fed, decodes and delivers the frames, and
 // flushes the replies. The peer's close_notify (or its FIN at a record
 // boundary) is the end of the stream, as a FIN is without TLS.
-func (l *loop) inputTLS(c *conn) {
+func (l *loop) inputTLS(c *conn, n int) {
 	t := c.tls
 	c.mu.Lock()
 	c.sched = true
+	c.st.BytesIn += int64(n)
 	c.mu.Unlock()
 	delivered := 0
 	for {
 		held := c.in.Buffered() > 0
 		dst := l.buf
 		if held {
-			dst = c.in.Room(l.split)
+			dst = c.in.Room(l.splitOf(c))
 		}
 		k, err := 0, error(nil)
 		for k < len(dst) && err == nil {
@@ -152,7 +153,7 @@ func (l *loop) inputTLS(c *conn) {
 		if held {
 			c.in.Commit(k)
 		} else {
-			c.in.Feed(l.split, dst[:k])
+			c.in.Feed(l.splitOf(c), dst[:k])
 		}
 		n, ferr := l.dispatch(c, false)
 		delivered += n
@@ -160,7 +161,7 @@ func (l *loop) inputTLS(c *conn) {
 			l.closeConn(c, ferr)
 			return
 		}
-		c.in.Done(l.split)
+		c.in.Done(l.splitOf(c))
 		if c.state == connstate.Closed {
 			return
 		}
@@ -179,7 +180,7 @@ func (l *loop) inputTLS(c *conn) {
 	if l.s.frameTO > 0 {
 		l.frameCheck(c, delivered > 0)
 	}
-	l.afterDispatch(c)
+	l.afterDispatch(c, int64(delivered))
 }
 
 // handshakeDone is taskTLSDone on the loop: open c, or close it with the
@@ -200,8 +201,8 @@ func (l *loop) handshakeDone(c *conn) {
 	t.ready = true
 	s.stats.Handshakes.Add(1)
 	c.lastRead = l.now
-	if s.idle > 0 {
-		l.arm(c, timerIdle, l.now+s.idle)
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, l.now+idle)
 	}
 	c.mu.Lock()
 	c.sched = true
@@ -211,7 +212,7 @@ func (l *loop) handshakeDone(c *conn) {
 	}
 	// Records that arrived with the client's last flight are decrypted
 	// now; inputTLS then flushes what OnOpen and the messages wrote.
-	l.inputTLS(c)
+	l.inputTLS(c, 0)
 }
 
 // handshakeOutput is taskTLSOutput: send the flight the handshake wrote.
