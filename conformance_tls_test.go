@@ -27,11 +27,11 @@ var tlsSkip = map[string]string{
 	"blocking/GracefulShutdown": "clients waiting in the blocking model's backlog cannot finish a handshake, " +
 		"so they cannot write ahead into the kernel as plaintext clients do",
 	"blocking/ShutdownNotice": "waits for OnOpen before the client writes; on blocking the suite's TLS dial leaves the handshake to the first write",
-	"ProxyProtocol":      "the PROXY header precedes TLS; TestTLSProxyProtocol covers it",
-	"ProxyHeaderTimeout": "about the plaintext PROXY header; TestTLSProxyProtocol covers it with TLS",
-	"MaxConnsPerIP":      "dials from 127.0.0.2 with a plaintext dialer of its own; not yet run over TLS",
-	"HelloFrameTimeout":  "writes raw HTTP pieces with timing of its own; not yet run over TLS",
-	"ConnContextStats":   "per-connection byte counts are the socket's (ciphertext, handshake included) over TLS; the case expects plaintext",
+	"ProxyProtocol":           "the PROXY header precedes TLS; TestTLSProxyProtocol covers it",
+	"ProxyHeaderTimeout":      "about the plaintext PROXY header; TestTLSProxyProtocol covers it with TLS",
+	"MaxConnsPerIP":           "dials from 127.0.0.2 with a plaintext dialer of its own; not yet run over TLS",
+	"HelloFrameTimeout":       "writes raw HTTP pieces with timing of its own; not yet run over TLS",
+	"ConnContextStats":        "per-connection byte counts are the socket's (ciphertext, handshake included) over TLS; the case expects plaintext",
 }
 
 // testCerts is the suite's CA, server and client certificates, made once.
