@@ -69,6 +69,13 @@ var conformanceCases = []struct {
 	{"ShutdownNotice", testShutdownNotice, false},
 	{"CodecSwitch", testCodecSwitch, false},
 	{"ConnContextStats", testConnContextStats, false},
+	{"FrameTimeout", testFrameTimeoutCase, false},
+	{"HelloFrameTimeout", testHelloFrameTimeout, false},
+	{"MaxConnsPerIP", testMaxConnsPerIP, true},
+	{"PanicInOnOpen", testPanicIn("OnOpen"), false},
+	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
+	{"PanicInOnClose", testPanicIn("OnClose"), false},
+	{"DistrustedCodec", testDistrustedCodec, false},
 }
 
 func TestConformance(t *testing.T) {

@@ -42,6 +42,8 @@ type serveFlags struct {
 	pprof           bool
 	pidFile         string
 	upgradeTimeout  time.Duration
+	frameTimeout    time.Duration
+	maxConnsPerIP   int
 }
 
 func init() {
@@ -97,6 +99,8 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 	fl.StringVar(&f.pidFile, "pid-file", "", "write the serving process's pid here (kept right across SIGHUP upgrades)")
 	fl.DurationVar(&f.upgradeTimeout, "upgrade-timeout", 30*time.Second, "how long a SIGHUP upgrade waits for the new process to serve")
+	fl.DurationVar(&f.frameTimeout, "frame-timeout", switchboard.DefaultFrameTimeout, "close connections whose frame (hello: request head) is not complete this long after its first byte (0: never)")
+	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "connections from one client IP over this many are closed at accept (0: no limit)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -146,6 +150,9 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if f.maxConns < 0 || f.loops < 0 {
 		return usagef("--max-conns and --loops take zero or a positive number")
 	}
+	if f.maxConnsPerIP < 0 || f.frameTimeout < 0 {
+		return usagef("--max-conns-per-ip and --frame-timeout take zero or a positive value")
+	}
 	if _, _, err := netaddr.Split(f.listen); err != nil {
 		return usagef("--listen: %v", err)
 	}
@@ -169,6 +176,8 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithIdleTimeout(f.idleTimeout),
 		switchboard.WithWriteTimeout(f.writeTimeout),
 		switchboard.WithProxyProtocol(f.proxyProtocol),
+		switchboard.WithFrameTimeout(f.frameTimeout),
+		switchboard.WithMaxConnsPerIP(f.maxConnsPerIP),
 		switchboard.WithLogger(log),
 	)
 	if err != nil {

@@ -128,6 +128,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--log-format", "xml"},
 		{"serve", "--idle-timeout", "soon"},
 		{"serve", "--max-conns", "-1"},
+		{"serve", "--max-conns-per-ip", "-1"},
+		{"serve", "--frame-timeout", "-1s"},
 		{"serve", "extra-argument"},
 		{"serve", "--no-such-flag"},
 		{"serve", "--pprof"},

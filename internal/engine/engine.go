@@ -102,6 +102,12 @@ var (
 	// ErrHalfCloseTimeout: after the peer's FIN the handler neither closed
 	// the connection nor let it drain within HalfCloseTimeout.
 	ErrHalfCloseTimeout = errors.New("switchboard: half-close timeout: the handler did not close after the peer's FIN")
+	// ErrFrameTimeout: a frame's first byte arrived and the whole frame did
+	// not follow within Config.FrameTimeout (a slowloris peer).
+	ErrFrameTimeout = errors.New("switchboard: frame timeout: frame not complete in time")
+	// ErrPanic: a handler callback panicked on this connection; the panic
+	// was recovered and only this connection closed.
+	ErrPanic = errors.New("switchboard: handler panicked")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")
@@ -138,8 +144,17 @@ type Config struct {
 	// WriteTimeout closes a connection whose pending output made no progress
 	// for this long (0: never).
 	WriteTimeout time.Duration
+	// FrameTimeout closes a connection once a frame has been started (its
+	// first byte received, or the handler said so with PartialFrame) and
+	// not completed within it (0: never). Between frames the idle timeout
+	// applies instead.
+	FrameTimeout time.Duration
 	// MaxConns caps open connections; 0 means the descriptor limit alone.
 	MaxConns int
+	// MaxConnsPerIP caps open connections from one client IP address, as
+	// the socket sees it; 0 means no cap. Unix sockets have no address
+	// and are not counted.
+	MaxConnsPerIP int
 	// Loops is the number of event loops (reactor models only).
 	Loops int
 	// ReusePort asks for one listening socket per loop.
@@ -212,8 +227,10 @@ type Stats struct {
 	Active         atomic.Int64 // connections open now
 	AcceptErrors   atomic.Int64 // temporary accept failures (EMFILE, ...)
 	ProtocolErrors atomic.Int64 // connections closed for a framing or PROXY error
-	Timeouts       atomic.Int64 // connections closed by the idle or write timeout
+	Timeouts       atomic.Int64 // connections closed by the idle, write or frame timeout
 	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
+	RejectedPerIP  atomic.Int64 // of Rejected, those over MaxConnsPerIP
+	Panics         atomic.Int64 // handler panics recovered
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
 	MessagesIn     atomic.Int64 // frames handed to OnMessage
@@ -227,9 +244,8 @@ type Stats struct {
 // CloseReason classifies why a connection closed, for the metrics.
 type CloseReason uint8
 
-// Close reasons. Panic, FrameTimeout and Handshake have no engine error
-// yet: the work that adds a handler-panic guard, a per-frame deadline and
-// TLS maps its sentinel here in CloseReasonOf (or bumps Closes directly).
+// Close reasons. Handshake has no engine error yet: TLS maps its sentinel
+// here in CloseReasonOf.
 const (
 	ClosePeer          CloseReason = iota // orderly: the peer's EOF or the handler's Close
 	CloseError                            // the socket failed (reset, broken pipe, ...)
@@ -268,6 +284,10 @@ func CloseReasonOf(err error) CloseReason {
 		return CloseIdle
 	case errors.Is(err, ErrWriteTimeout):
 		return CloseWriteTimeout
+	case errors.Is(err, ErrFrameTimeout):
+		return CloseFrameTimeout
+	case errors.Is(err, ErrPanic):
+		return ClosePanic
 	case errors.Is(err, ErrSlowConsumer):
 		return CloseSlowConsumer
 	case errors.Is(err, ErrShutdown), errors.Is(err, ErrServerClosed):
@@ -326,7 +346,7 @@ func (s *Stats) CountClose(err error) {
 	r := CloseReasonOf(err)
 	s.Closes[r].Add(1)
 	switch r {
-	case CloseIdle, CloseWriteTimeout:
+	case CloseIdle, CloseWriteTimeout, CloseFrameTimeout:
 		s.Timeouts.Add(1)
 	case CloseSlowConsumer:
 		s.SlowConsumers.Add(1)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 )
 
 // Accepting: taking connections off a listener, placing each on a loop,
@@ -112,6 +113,14 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 	c.idle.Store(s.idle)
 	if !li.unix {
 		c.raddr = addrPort(sa)
+		if !s.perIP.Acquire(c.raddr.Addr()) {
+			s.nconns.Add(-1)
+			reset(fd)
+			s.stats.Rejected.Add(1)
+			s.stats.RejectedPerIP.Add(1)
+			s.log.Debug("connection refused: per-address limit reached", "remote", c.raddr, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+			return
+		}
 		c.laddr = li.laddr
 		if li.any {
 			if lsa, err := unix.Getsockname(fd); err == nil {
@@ -163,6 +172,7 @@ func (l *loop) refuse(c *conn, reason any) {
 	reset(int(c.fd))
 	c.l.load.Add(-1)
 	s.nconns.Add(-1)
+	s.perIP.Release(c.raddr.Addr())
 	s.stats.Rejected.Add(1)
 	s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
 }
@@ -203,13 +213,22 @@ func (l *loop) adopt(c *conn) {
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
-	l.open(c)
-	l.afterDispatch(c, 0)
+	if l.open(c) {
+		l.afterDispatch(c, 0)
+	}
 }
 
-// open runs OnOpen. The caller has set c.sched and flushes afterwards.
-func (l *loop) open(c *conn) {
+// open runs OnOpen. The caller has set c.sched and flushes afterwards,
+// unless open returns false: OnOpen panicked and c is closed.
+func (l *loop) open(c *conn) (ok bool) {
 	c.state = connstate.Open
 	c.flags |= connOpened
+	defer func() {
+		if v := recover(); v != nil {
+			l.closeConn(c, engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnOpen", v))
+			ok = false
+		}
+	}()
 	l.s.h.OnOpen(c)
+	return true
 }

@@ -32,6 +32,7 @@ const (
 	connWriteOn             // write interest registered
 	connPaused              // reading paused: output above the high-water mark
 	connOpened              // OnOpen has run
+	connFrame               // a frame is started and not complete (since frameStart)
 )
 
 // Requests other goroutines (and the handler) make of the loop (conn.req).
@@ -43,6 +44,8 @@ const (
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
 	reqIdle                   // SetIdleTimeout: re-arm the idle timer
 	reqCodec                  // SetCodec: decode what follows with conn.codecs.next
+	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
+	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is
@@ -85,6 +88,7 @@ type conn struct {
 	afters       *afterFunc          // armed AfterFuncs, linked through next
 	lastRead     int64               // loop clock at the last read that returned data
 	lastProgress int64               // loop clock at the last write progress while stuck
+	frameStart   int64               // loop clock when the frame now partial began (connFrame)
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
 }
@@ -183,6 +187,16 @@ func (c *conn) request(r uint32) error {
 	c.req.Or(r)
 	c.kickUnlock()
 	return nil
+}
+
+// PartialFrame marks (or clears) a frame the handler is assembling itself,
+// for the frame timeout; the loop reads the mark after the batch.
+func (c *conn) PartialFrame(started bool) {
+	if started {
+		c.req.Or(reqPartial | reqFrameBegun)
+	} else {
+		c.req.And(^uint32(reqPartial))
+	}
 }
 
 // LocalAddr is built on demand: storing a net.Addr per connection would

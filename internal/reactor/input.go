@@ -103,35 +103,23 @@ func (l *loop) input(c *conn, n int) {
 		}
 		return
 	}
-	h := l.s.h
 	atEOF := c.state.AtEOF()
-	split := l.splitOf(c)
-	var msgs int64
-	for {
-		r := c.req.Load()
-		if r&(reqClose|reqSlow) != 0 {
-			break
-		}
-		if r&reqCodec != 0 {
-			split = l.switchCodec(c)
-		}
-		frame, ok, err := c.in.Next(split, atEOF)
-		if err != nil {
-			l.closeConn(c, err)
-			return
-		}
-		if !ok {
-			break
-		}
-		msgs++
-		h.OnMessage(c, frame)
-		l.s.stats.MessagesIn.Add(1)
+	delivered, err := l.dispatch(c, atEOF)
+	if err != nil {
+		c.mu.Lock()
+		c.st.MessagesIn += int64(delivered)
+		c.mu.Unlock()
+		l.closeConn(c, err)
+		return
 	}
-	c.in.Done(split)
+	c.in.Done(l.splitOf(c))
+	if l.s.frameTO > 0 {
+		l.frameCheck(c, delivered > 0)
+	}
 	if atEOF && c.state == connstate.PeerShut && c.req.Load()&(reqClose|reqSlow) == 0 {
 		l.s.cfg.OnPeerClose(c)
 	}
-	l.afterDispatch(c, msgs)
+	l.afterDispatch(c, int64(delivered))
 }
 
 // switchCodec applies SetCodec between two messages: what c holds is
@@ -154,9 +142,43 @@ func (l *loop) switchCodec(c *conn) *framing.Splitter {
 	return l.splitOf(c)
 }
 
+// dispatch hands every complete frame to OnMessage. Its error is a
+// framing error, or ErrPanic: a panic in the handler is recovered here,
+// once per batch (an open-coded defer costs next to nothing per message),
+// and closes only this connection.
+func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
+	defer func() {
+		// Counted once per batch: a shared atomic per message would cost
+		// every loop a contended cache line.
+		if delivered > 0 {
+			l.s.stats.MessagesIn.Add(int64(delivered))
+		}
+		if v := recover(); v != nil {
+			err = engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnMessage", v)
+		}
+	}()
+	h := l.s.h
+	split := l.splitOf(c)
+	for {
+		r := c.req.Load()
+		if r&(reqClose|reqSlow) != 0 {
+			return delivered, nil
+		}
+		if r&reqCodec != 0 {
+			split = l.switchCodec(c)
+		}
+		frame, ok, err := c.in.Next(split, atEOF)
+		if err != nil || !ok {
+			return delivered, err
+		}
+		h.OnMessage(c, frame)
+		delivered++
+	}
+}
+
 // header parses the PROXY header from what c has received, and opens the
 // connection once it is complete. It returns false while the header is
-// incomplete, or when it closed c for a bad one.
+// incomplete, or when it closed c (a bad header, a panic in OnOpen).
 func (l *loop) header(c *conn) bool {
 	h, n, err := proxyproto.Parse(c.in.Bytes())
 	if err != nil {
@@ -178,8 +200,7 @@ func (l *loop) header(c *conn) bool {
 	} else {
 		l.disarm(c, timerIdle)
 	}
-	l.open(c)
-	return true
+	return l.open(c)
 }
 
 // freeLists are a loop's buffers for partial frames (framing.Buffers).
