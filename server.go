@@ -415,6 +415,15 @@ type Stats struct {
 	Closes CloseCounts
 	// AcceptErrorKinds splits AcceptErrors by errno.
 	AcceptErrorKinds AcceptErrorCounts
+	// Paused is the number of connections whose reading is paused now
+	// because their pending output passed WithMaxPending.
+	Paused int64
+	// PendingBytes is the output queued and not yet written, over every
+	// connection (updated per loop iteration or per write, so it lags by
+	// at most one).
+	PendingBytes int64
+	// Durations is the histogram of closed connections' lifetimes.
+	Durations HistogramSnapshot
 }
 
 // Stats returns the current counters.
@@ -441,5 +450,8 @@ func (s *Server) Stats() Stats {
 			ENOMEM: st.AcceptErrorKinds[engine.AcceptENOMEM].Load(),
 			Other:  st.AcceptErrorKinds[engine.AcceptOther].Load(),
 		},
+		Paused:       st.Paused.Load(),
+		PendingBytes: st.PendingBytes.Load(),
+		Durations:    st.Durations.Snapshot(),
 	}
 }

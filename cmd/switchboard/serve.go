@@ -44,6 +44,7 @@ type serveFlags struct {
 	upgradeTimeout  time.Duration
 	frameTimeout    time.Duration
 	maxConnsPerIP   int
+	connLog         bool
 }
 
 func init() {
@@ -101,6 +102,7 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.DurationVar(&f.upgradeTimeout, "upgrade-timeout", 30*time.Second, "how long a SIGHUP upgrade waits for the new process to serve")
 	fl.DurationVar(&f.frameTimeout, "frame-timeout", switchboard.DefaultFrameTimeout, "close connections whose frame (hello: request head) is not complete this long after its first byte (0: never)")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "connections from one client IP over this many are closed at accept (0: no limit)")
+	fl.BoolVar(&f.connLog, "conn-log", false, "log one line at info per connection when it closes: addresses, duration, bytes, messages, reason")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -166,6 +168,10 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	var connLog *slog.Logger
+	if f.connLog {
+		connLog = log
+	}
 	srv, err := switchboard.NewServer(svc.New(),
 		switchboard.WithModel(f.model),
 		switchboard.WithLoops(f.loops),
@@ -179,6 +185,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithFrameTimeout(f.frameTimeout),
 		switchboard.WithMaxConnsPerIP(f.maxConnsPerIP),
 		switchboard.WithLogger(log),
+		switchboard.WithConnLog(connLog),
 	)
 	if err != nil {
 		return usageError{err}

@@ -51,6 +51,7 @@ type conn struct {
 	codecReq atomic.Bool  // SetCodec waiting for the reader (nextCodec)
 	bytesIn  atomic.Int64 // the reader's counts, for Stats
 	msgsIn   atomic.Int64
+	start    time.Time // accept, for the connection's duration
 
 	mu        sync.Mutex
 	cond      sync.Cond // signalled when pending output shrinks or the conn closes
@@ -61,6 +62,7 @@ type conn struct {
 	bytesOut  int64
 	msgsOut   int64
 	timers    []*time.Timer // armed AfterFuncs, stopped at close
+	reported  int64         // pending output last added to Stats.PendingBytes
 	peerShut  bool          // the peer's FIN came and the handler keeps the conn
 	// out is the framed output not yet written, in pooled chunks
 	// (internal/outbox, as on the event loops): memory follows the
@@ -78,7 +80,7 @@ type conn struct {
 }
 
 func newConn(s *server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr()}
+	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr(), start: time.Now()}
 	c.cond.L = &c.mu
 	c.idle.Store(int64(max(s.cfg.IdleTimeout, 0)))
 	return c
@@ -337,6 +339,7 @@ func (c *conn) flushOwned() {
 		c.mu.Lock()
 		c.out.Consume(written)
 		c.bytesOut += int64(written)
+		c.reportPendingLocked()
 		if c.out.Len() <= c.s.lowWater {
 			c.cond.Broadcast()
 		}
@@ -357,6 +360,17 @@ func (c *conn) flushOwned() {
 	c.flushing = false
 	c.cond.Broadcast()
 	c.mu.Unlock()
+}
+
+// reportPendingLocked adds the change in c's pending output since it was
+// last reported to Stats.PendingBytes. Called after each write, it costs
+// nothing while every flush empties the outbox (0 to 0), and one shared
+// add per write while a backlog persists. Under c.mu.
+func (c *conn) reportPendingLocked() {
+	if d := int64(c.out.Len()) - c.reported; d != 0 {
+		c.s.cfg.Stats.PendingBytes.Add(d)
+		c.reported += d
+	}
 }
 
 // writeBufs writes n bytes from bufs in one vectored write (net.Buffers
@@ -421,9 +435,11 @@ func (c *conn) interruptRead() {
 func (c *conn) waitBelowHighWater() {
 	c.mu.Lock()
 	if c.out.Len() > c.s.cfg.MaxPending {
+		c.s.cfg.Stats.Paused.Add(1)
 		for !c.closed && c.out.Len() > c.s.lowWater && !c.s.isDraining() {
 			c.cond.Wait()
 		}
+		c.s.cfg.Stats.Paused.Add(-1)
 	}
 	c.mu.Unlock()
 }
@@ -451,9 +467,16 @@ func (c *conn) serve() {
 		c.cond.Wait()
 	}
 	c.out.Release()
+	c.reportPendingLocked()
+	st := engine.ConnStats{
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut,
+		MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut,
+	}
 	c.mu.Unlock()
-	c.s.cfg.Stats.CountClose(err)
-	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)
+	engine.Closed(&c.s.cfg, engine.ConnInfo{
+		Remote: c.RemoteAddr(), Local: c.LocalAddr(),
+		Duration: time.Since(c.start), Stats: st, Err: err,
+	})
 	c.cb.Lock()
 	c.cbDone = true
 	if c.opened {
