@@ -73,7 +73,7 @@ type loop struct {
 	// iter is this loop's histogram of iteration times (wake-up to the
 	// next wait); only the loop writes it.
 	iter engine.Histogram
-	rr                int   // rotates the least-loaded search
+	rr   int // rotates the least-loaded search
 
 	busy      bool // the last Wait returned events
 	pollFirst bool // non-blocking polls are O(ready): epoll, kqueue
