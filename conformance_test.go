@@ -76,6 +76,7 @@ var conformanceCases = []struct {
 	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
 	{"PanicInOnClose", testPanicIn("OnClose"), false},
 	{"DistrustedCodec", testDistrustedCodec, false},
+	{"ConnLog", testConnLog, false},
 }
 
 func TestConformance(t *testing.T) {

@@ -753,6 +753,10 @@ func (c *conn) readProxyHeader() error {
 		}
 		m, err := c.nc.Read(c.in.Room(split))
 		c.in.Commit(m)
+		// Counted as the frame loop counts: the header and whatever came
+		// with it are bytes received.
+		c.s.cfg.Stats.BytesIn.Add(int64(m))
+		c.bytesIn.Add(int64(m))
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
