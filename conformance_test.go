@@ -63,12 +63,6 @@ var conformanceCases = []struct {
 	{"ProxyHeaderTimeout", testProxyHeaderTimeout, false},
 	{"ReusePort", testReusePort, false},
 	{"ShutdownRacesServe", testShutdownRacesServe, false},
-	{"AsyncReplyAfterFIN", testAsyncReplyAfterFIN, false},
-	{"ConnDeadline", testConnDeadline, false},
-	{"Tick", testTick, false},
-	{"ShutdownNotice", testShutdownNotice, false},
-	{"CodecSwitch", testCodecSwitch, false},
-	{"ConnContextStats", testConnContextStats, false},
 	{"FrameTimeout", testFrameTimeoutCase, false},
 	{"HelloFrameTimeout", testHelloFrameTimeout, false},
 	{"MaxConnsPerIP", testMaxConnsPerIP, true},
@@ -77,6 +71,12 @@ var conformanceCases = []struct {
 	{"PanicInOnClose", testPanicIn("OnClose"), false},
 	{"DistrustedCodec", testDistrustedCodec, false},
 	{"ConnLog", testConnLog, false},
+	{"AsyncReplyAfterFIN", testAsyncReplyAfterFIN, false},
+	{"ConnDeadline", testConnDeadline, false},
+	{"Tick", testTick, false},
+	{"ShutdownNotice", testShutdownNotice, false},
+	{"CodecSwitch", testCodecSwitch, false},
+	{"ConnContextStats", testConnContextStats, false},
 }
 
 func TestConformance(t *testing.T) {

@@ -82,7 +82,8 @@ type ConnStats = engine.ConnStats
 // closes) or Close (at once), or the half-close timeout passes
 // (WithHalfCloseTimeout, 10 s by default: OnClose gets
 // ErrHalfCloseTimeout). Nothing more is read meanwhile. Shutdown ends the
-// wait as CloseWrite would.
+// wait as CloseWrite would. On the blocking model, which serves one
+// connection at a time, the next connection waits meanwhile.
 //
 // A Handler that is not a HalfCloser keeps the rule an echo server
 // wants: after the peer's FIN the replies already queued are sent and

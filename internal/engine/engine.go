@@ -99,15 +99,15 @@ var (
 	// output past its hard limit; the connection is closed with this reason.
 	ErrSlowConsumer = errors.New("switchboard: pending output limit exceeded")
 	ErrShutdown     = errors.New("switchboard: server shutting down")
-	// ErrHalfCloseTimeout: after the peer's FIN the handler neither closed
-	// the connection nor let it drain within HalfCloseTimeout.
-	ErrHalfCloseTimeout = errors.New("switchboard: half-close timeout: the handler did not close after the peer's FIN")
 	// ErrFrameTimeout: a frame's first byte arrived and the whole frame did
 	// not follow within Config.FrameTimeout (a slowloris peer).
 	ErrFrameTimeout = errors.New("switchboard: frame timeout: frame not complete in time")
 	// ErrPanic: a handler callback panicked on this connection; the panic
 	// was recovered and only this connection closed.
 	ErrPanic = errors.New("switchboard: handler panicked")
+	// ErrHalfCloseTimeout: after the peer's FIN the handler neither closed
+	// the connection nor let it drain within HalfCloseTimeout.
+	ErrHalfCloseTimeout = errors.New("switchboard: half-close timeout: the handler did not close after the peer's FIN")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 )
 
 // Handler timers: Conn.AfterFunc and the server's tick. They live in a
@@ -53,6 +54,18 @@ func (l *loop) stopAfters(c *conn) {
 	c.afters = nil
 }
 
+// onTick runs the server's tick; a panic in it is logged and counted
+// like a handler's, and ends the ticking (0).
+func (l *loop) onTick() (d time.Duration) {
+	defer func() {
+		if v := recover(); v != nil {
+			engine.Recovered(l.s.log, l.s.stats, nil, "OnTick", v)
+			d = 0
+		}
+	}()
+	return l.s.cfg.OnTick()
+}
+
 // startTick arms the server's tick on this loop, due now.
 func (l *loop) startTick() {
 	l.tick = &afterFunc{when: l.now}
@@ -76,7 +89,7 @@ func (l *loop) runAfters() {
 			if l.draining || l.closing {
 				continue
 			}
-			if d := s.cfg.OnTick(); d > 0 {
+			if d := l.onTick(); d > 0 {
 				a.when = s.clock() + int64(max(d, time.Microsecond))
 				l.afters.Set(a, 0, &a.slot, a.when)
 			}
@@ -90,7 +103,10 @@ func (l *loop) runAfters() {
 		c.mu.Lock()
 		c.sched = true
 		c.mu.Unlock()
-		a.f()
+		if err := l.guard(c, "AfterFunc", func(engine.Conn) { a.f() }); err != nil {
+			l.closeConn(c, err)
+			continue
+		}
 		if c.state != connstate.Closed {
 			l.afterDispatch(c, 0)
 		}

@@ -42,10 +42,10 @@ const (
 	reqClose      = 1 << iota // Close: drop output, close now
 	reqCloseWrite             // CloseWrite: flush, then shut the write half
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
-	reqIdle                   // SetIdleTimeout: re-arm the idle timer
-	reqCodec                  // SetCodec: decode what follows with conn.codecs.next
 	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
 	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
+	reqIdle                   // SetIdleTimeout: re-arm the idle timer
+	reqCodec                  // SetCodec: decode what follows with conn.codecs.next
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is

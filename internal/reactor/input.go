@@ -106,6 +106,7 @@ func (l *loop) input(c *conn, n int) {
 	atEOF := c.state.AtEOF()
 	delivered, err := l.dispatch(c, atEOF)
 	if err != nil {
+		// Counted before closing: the connection log reports them.
 		c.mu.Lock()
 		c.st.MessagesIn += int64(delivered)
 		c.mu.Unlock()
@@ -117,7 +118,10 @@ func (l *loop) input(c *conn, n int) {
 		l.frameCheck(c, delivered > 0)
 	}
 	if atEOF && c.state == connstate.PeerShut && c.req.Load()&(reqClose|reqSlow) == 0 {
-		l.s.cfg.OnPeerClose(c)
+		if err := l.guard(c, "OnPeerClose", l.s.cfg.OnPeerClose); err != nil {
+			l.closeConn(c, err)
+			return
+		}
 	}
 	l.afterDispatch(c, int64(delivered))
 }
@@ -162,7 +166,7 @@ func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
 	for {
 		r := c.req.Load()
 		if r&(reqClose|reqSlow) != 0 {
-			return delivered, nil
+			break
 		}
 		if r&reqCodec != 0 {
 			split = l.switchCodec(c)
@@ -174,6 +178,20 @@ func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
 		h.OnMessage(c, frame)
 		delivered++
 	}
+	return delivered, nil
+}
+
+// guard runs a callback other than OnMessage (OnPeerClose, an AfterFunc)
+// with the same panic isolation as dispatch: a panic closes c alone, with
+// ErrPanic.
+func (l *loop) guard(c *conn, name string, f func(engine.Conn)) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), name, v)
+		}
+	}()
+	f(c)
+	return nil
 }
 
 // header parses the PROXY header from what c has received, and opens the

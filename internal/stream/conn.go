@@ -34,12 +34,9 @@ type conn struct {
 	// Only the reader goroutine touches these.
 	opened     bool                // OnOpen was called
 	in         framing.Accumulator // bytes read and not yet decoded
-	split      *framing.Splitter   // after SetCodec; nil: the server's
 	frameStart time.Time           // when the frame now partial began; zero if none
 	deadline   time.Time           // the read deadline last set
-
-	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
-	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
+	split      *framing.Splitter   // after SetCodec; nil: the server's
 
 	// cb is held across every handler callback, so an AfterFunc firing on
 	// its timer's goroutine never overlaps the reader's calls; cbDone is
@@ -53,6 +50,9 @@ type conn struct {
 	msgsIn   atomic.Int64
 	start    time.Time // accept, for the connection's duration
 
+	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
+	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
+
 	mu        sync.Mutex
 	cond      sync.Cond // signalled when pending output shrinks or the conn closes
 	value     any
@@ -63,7 +63,6 @@ type conn struct {
 	msgsOut   int64
 	timers    []*time.Timer // armed AfterFuncs, stopped at close
 	reported  int64         // pending output last added to Stats.PendingBytes
-	peerShut  bool          // the peer's FIN came and the handler keeps the conn
 	// out is the framed output not yet written, in pooled chunks
 	// (internal/outbox, as on the event loops): memory follows the
 	// backlog as it is now, not the largest it ever was, and a write in
@@ -160,24 +159,33 @@ func (c *conn) AfterFunc(d time.Duration, f func()) {
 			}
 		}
 		c.mu.Unlock()
-		c.callback(f)
+		if err := c.callback("AfterFunc", f); err != nil {
+			c.closeWith(err)
+			return
+		}
+		c.flush()
 	})
 	c.timers = append(c.timers, t)
 }
 
-// callback runs f as a handler callback from outside the reader: not
-// after OnClose, and with the replies it writes flushed here.
-func (c *conn) callback(f func()) {
+// callback runs f as a handler callback (an AfterFunc, OnPeerClose):
+// never after OnClose, under the callback lock, and with a panic in it
+// recovered, counted and returned as the connection's close reason.
+func (c *conn) callback(name string, f func()) (err error) {
 	c.cb.Lock()
+	defer c.cb.Unlock()
 	if c.cbDone {
-		c.cb.Unlock()
-		return
+		return nil
 	}
 	c.setDispatch(true)
+	defer func() {
+		c.setDispatch(false)
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), name, v)
+		}
+	}()
 	f()
-	c.setDispatch(false)
-	c.cb.Unlock()
-	c.flush()
+	return nil
 }
 
 // SetCodec: the reader switches between two messages (codecReq), so bytes
@@ -494,10 +502,10 @@ func (c *conn) onOpen() (err error) {
 	c.setDispatch(true)
 	defer func() {
 		c.setDispatch(false)
+		c.cb.Unlock()
 		if v := recover(); v != nil {
 			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnOpen", v)
 		}
-		c.cb.Unlock()
 	}()
 	c.s.h.OnOpen(c)
 	return nil
@@ -571,8 +579,9 @@ func (c *conn) run() error {
 				return engine.FrameTimedOut(cfg.FrameTimeout)
 			}
 			if c.idle.Load() == 0 {
-				// SetIdleTimeout(0) raced with a deadline set before it:
-				// forget the deadline cached, so the next read sets one.
+				// Not the frame's deadline, and no idle timeout: a
+				// SetIdleTimeout(0) raced with a deadline set before it.
+				// Forget the deadline cached, so the next read sets one.
 				c.deadline = time.Unix(1, 0)
 				continue
 			}
@@ -631,17 +640,14 @@ func (c *conn) finish() error {
 	}
 	c.mu.Lock()
 	keep := !c.closed && !c.wantCloseW
-	c.peerShut = keep
 	c.mu.Unlock()
 	if !keep {
 		c.flushAll()
 		return nil
 	}
-	c.cb.Lock()
-	c.setDispatch(true)
-	c.s.cfg.OnPeerClose(c)
-	c.setDispatch(false)
-	c.cb.Unlock()
+	if err := c.callback("OnPeerClose", func() { c.s.cfg.OnPeerClose(c) }); err != nil {
+		return err
+	}
 	c.flush()
 	return c.halfOpen()
 }
@@ -686,14 +692,14 @@ func (c *conn) deliver(atEOF bool) (delivered int, err error) {
 	c.setDispatch(true)
 	defer func() {
 		c.setDispatch(false)
+		c.cb.Unlock()
 		if delivered > 0 {
-			c.msgsIn.Add(int64(delivered))
 			c.s.cfg.Stats.MessagesIn.Add(int64(delivered))
+			c.msgsIn.Add(int64(delivered))
 		}
 		if v := recover(); v != nil {
 			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnMessage", v)
 		}
-		c.cb.Unlock()
 	}()
 	for {
 		frame, ok, err := c.in.Next(c.splitter(), atEOF)
