@@ -315,6 +315,27 @@ func (c *conn) flush() {
 	c.flushOwned()
 }
 
+// flushBatch is flush for the reader, after a batch of messages. With
+// more than MaxPending queued the reader is about to spend a while writing
+// instead of reading, which is backpressure just as waitBelowHighWater
+// is, so it counts in Stats.Paused meanwhile (a batch that big is rare:
+// the common case costs a comparison).
+func (c *conn) flushBatch() {
+	c.mu.Lock()
+	if c.flushing || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.flushing = true
+	over := c.out.Len() > c.s.cfg.MaxPending
+	c.mu.Unlock()
+	if over {
+		c.s.cfg.Stats.Paused.Add(1)
+		defer c.s.cfg.Stats.Paused.Add(-1)
+	}
+	c.flushOwned()
+}
+
 // flushAll writes everything queued and waits for a concurrent flusher to
 // finish, so the caller may close the socket without losing output.
 func (c *conn) flushAll() {
@@ -341,6 +362,7 @@ func (c *conn) flushOwned() {
 		// done: see serve), so the write runs without the lock.
 		var n int
 		c.iov, n = c.out.Gather(c.iov[:0], writeChunks)
+		c.reportPendingLocked()
 		c.mu.Unlock()
 		written, err := c.writeBufs(c.iov, n)
 		clear(c.iov)
@@ -371,9 +393,11 @@ func (c *conn) flushOwned() {
 }
 
 // reportPendingLocked adds the change in c's pending output since it was
-// last reported to Stats.PendingBytes. Called after each write, it costs
-// nothing while every flush empties the outbox (0 to 0), and one shared
-// add per write while a backlog persists. Under c.mu.
+// last reported to Stats.PendingBytes. It is called before each write
+// (which may block for as long as the peer does not read: the gauge must
+// show that output meanwhile) and after it, so a flush costs two shared
+// adds, and a write that leaves nothing and follows a report of nothing
+// costs none. Under c.mu.
 func (c *conn) reportPendingLocked() {
 	if d := int64(c.out.Len()) - c.reported; d != 0 {
 		c.s.cfg.Stats.PendingBytes.Add(d)
@@ -547,7 +571,7 @@ func (c *conn) run() error {
 				c.flushAll()
 				return err
 			}
-			c.flush()
+			c.flushBatch()
 		}
 		split := c.splitter()
 		c.in.Done(split)
