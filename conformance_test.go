@@ -70,6 +70,7 @@ var conformanceCases = []struct {
 	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
 	{"PanicInOnClose", testPanicIn("OnClose"), false},
 	{"DistrustedCodec", testDistrustedCodec, false},
+	{"ConnLog", testConnLog, false},
 	{"AsyncReplyAfterFIN", testAsyncReplyAfterFIN, false},
 	{"ConnDeadline", testConnDeadline, false},
 	{"Tick", testTick, false},

@@ -419,6 +419,15 @@ type Stats struct {
 	// connections closed because theirs failed.
 	Handshakes        int64
 	HandshakeFailures int64
+	// Paused is the number of connections whose reading is paused now
+	// because their pending output passed WithMaxPending.
+	Paused int64
+	// PendingBytes is the output queued and not yet written, over every
+	// connection (updated per loop iteration or per write, so it lags by
+	// at most one).
+	PendingBytes int64
+	// Durations is the histogram of closed connections' lifetimes.
+	Durations HistogramSnapshot
 }
 
 // Stats returns the current counters.
@@ -445,8 +454,10 @@ func (s *Server) Stats() Stats {
 			ENOMEM: st.AcceptErrorKinds[engine.AcceptENOMEM].Load(),
 			Other:  st.AcceptErrorKinds[engine.AcceptOther].Load(),
 		},
-
 		Handshakes:        st.Handshakes.Load(),
 		HandshakeFailures: st.HandshakeFailures.Load(),
+		Paused:            st.Paused.Load(),
+		PendingBytes:      st.PendingBytes.Load(),
+		Durations:         st.Durations.Snapshot(),
 	}
 }

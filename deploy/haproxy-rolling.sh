@@ -7,6 +7,8 @@
 #   go build -o /tmp/switchboard ./cmd/switchboard
 #   SWITCHBOARD=/tmp/switchboard deploy/haproxy-rolling.sh --conns 20 --duration 10s
 #
+# HAProxy raises its descriptor limit for maxconn and refuses to start if
+# it cannot: run it from a shell with `ulimit -n 20000`.
 # Every process is stopped by its pid at the end.
 set -euo pipefail
 SB=${SWITCHBOARD:-switchboard}

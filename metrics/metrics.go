@@ -13,6 +13,7 @@ package metrics
 import (
 	"runtime"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -45,8 +46,17 @@ type Collector struct {
 	accepted, rejected, active       *prometheus.Desc
 	acceptErrors, closed             *prometheus.Desc
 	bytesIn, bytesOut, msgsIn, msgsO *prometheus.Desc
+	paused, pending                  *prometheus.Desc
+	durations, iterations            *prometheus.Desc
 	buildInfo                        *prometheus.Desc
 	handshakes                       *prometheus.Desc
+}
+
+// LoopSource is what a Source also implements when its model runs event
+// loops (*switchboard.Server does, returning nil on the others): the
+// collector then exports each loop's iteration-time histogram.
+type LoopSource interface {
+	LoopIterations() []switchboard.HistogramSnapshot
 }
 
 // New returns a collector for src.
@@ -78,6 +88,10 @@ func New(src Source, opts Options) *Collector {
 		bytesOut:     d("sent_bytes_total", "Bytes written to connections."),
 		msgsIn:       d("messages_received_total", "Frames decoded and delivered to the handler."),
 		msgsO:        d("messages_sent_total", "Frames the handler queued for sending."),
+		paused:       d("connections_paused", "Connections whose reading is paused now because their pending output passed --max-pending (backpressure)."),
+		pending:      d("pending_output_bytes", "Output queued and not yet written, over every connection."),
+		durations:    d("connection_duration_seconds", "How long closed connections were open."),
+		iterations:   d("loop_iteration_seconds", "Event-loop iterations, from a wake-up with work to the next wait, per loop.", "loop"),
 		buildInfo:    d("build_info", "Always 1; the labels say what is running.", "version", "go_version"),
 		handshakes:   d("tls_handshakes_total", "TLS handshakes that succeeded (failures are connections_closed_total{reason=\"handshake\"})."),
 	}
@@ -87,7 +101,8 @@ func New(src Source, opts Options) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.accepted, c.rejected, c.active, c.acceptErrors, c.closed,
-		c.bytesIn, c.bytesOut, c.msgsIn, c.msgsO, c.buildInfo, c.handshakes,
+		c.bytesIn, c.bytesOut, c.msgsIn, c.msgsO, c.paused, c.pending,
+		c.durations, c.iterations, c.buildInfo, c.handshakes,
 	} {
 		ch <- d
 	}
@@ -116,7 +131,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.msgsIn, st.MessagesIn)
 	counter(c.msgsO, st.MessagesOut)
 	counter(c.handshakes, st.Handshakes)
+	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, float64(st.Paused))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.PendingBytes))
+	ch <- histogram(c.durations, st.Durations)
+	if ls, ok := c.src.(LoopSource); ok {
+		for i, h := range ls.LoopIterations() {
+			ch <- histogram(c.iterations, h, strconv.Itoa(i))
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.version, runtime.Version())
+}
+
+// histogram converts a snapshot to a Prometheus histogram in seconds.
+func histogram(d *prometheus.Desc, h switchboard.HistogramSnapshot, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b.Seconds()] = h.Cumulative[i]
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
 }
 
 type reasonCount struct {

@@ -71,13 +71,77 @@ func TestCollectorAfterScriptedExchange(t *testing.T) {
 			col := metrics.New(srv, metrics.Options{Version: "v1.2.3-test"})
 			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(col)
-			if err := testutil.GatherAndCompare(reg, strings.NewReader(expected(model))); err != nil {
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(expected(model)), exactNames...); err != nil {
 				t.Fatal(err)
 			}
-			if n := testutil.CollectAndCount(col); n != 23 {
-				t.Fatalf("collector exports %d series, want 23", n)
+			loops := len(srv.LoopIterations())
+			if (model == switchboard.ModelGoroutine) != (loops == 0) {
+				t.Fatalf("%s: %d loop histograms", model, loops)
 			}
+			if n := testutil.CollectAndCount(col); n != 26+loops {
+				t.Fatalf("collector exports %d series, want %d", n, 26+loops)
+			}
+			checkTimeHistograms(t, reg, loops)
 		})
+	}
+}
+
+// exactNames are the metrics compared exactly; the two time histograms
+// are checked by checkTimeHistograms.
+var exactNames = []string{
+	"switchboard_accept_errors_total", "switchboard_build_info",
+	"switchboard_connections_accepted_total", "switchboard_connections_active",
+	"switchboard_connections_closed_total", "switchboard_connections_rejected_total",
+	"switchboard_messages_received_total", "switchboard_messages_sent_total",
+	"switchboard_received_bytes_total", "switchboard_sent_bytes_total",
+	"switchboard_connections_paused", "switchboard_pending_output_bytes",
+}
+
+// checkTimeHistograms asserts the duration histogram's count exactly (the
+// three connections) and what the timings guarantee: the idle one lasted
+// at least the idle timeout. Iterations are not countable ahead, but
+// every connection's accept took one on some loop.
+func checkTimeHistograms(t *testing.T, reg *prometheus.Registry, loops int) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var durations, iterSeries int
+	var iterations uint64
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "switchboard_connection_duration_seconds":
+			for _, m := range mf.GetMetric() {
+				durations++
+				h := m.GetHistogram()
+				if h.GetSampleCount() != 3 {
+					t.Errorf("connection durations counted %d, want 3", h.GetSampleCount())
+				}
+				if h.GetSampleSum() < 0.3 {
+					t.Errorf("durations sum to %vs, less than the idle connection's 0.3s", h.GetSampleSum())
+				}
+				b := h.GetBucket()
+				if len(b) != 8 || b[len(b)-1].GetUpperBound() != 3600 || b[len(b)-1].GetCumulativeCount() != 3 || b[2].GetCumulativeCount() > 2 {
+					t.Errorf("duration buckets %v", b)
+				}
+			}
+		case "switchboard_loop_iteration_seconds":
+			for _, m := range mf.GetMetric() {
+				iterSeries++
+				h := m.GetHistogram()
+				iterations += h.GetSampleCount()
+				if b := h.GetBucket(); len(b) != 9 || b[len(b)-1].GetCumulativeCount() > h.GetSampleCount() {
+					t.Errorf("iteration buckets %v for count %d", b, h.GetSampleCount())
+				}
+			}
+		}
+	}
+	if durations != 1 || iterSeries != loops {
+		t.Errorf("%d duration histograms, %d iteration histograms; want 1 and %d", durations, iterSeries, loops)
+	}
+	if loops > 0 && iterations < 3 {
+		t.Errorf("loops counted %d iterations for three connections", iterations)
 	}
 }
 
@@ -100,6 +164,9 @@ func expected(model string) string {
 		"# HELP switchboard_connections_active Connections open now.",
 		"# TYPE switchboard_connections_active gauge",
 		"switchboard_connections_active{"+m+"} 0",
+		"# HELP switchboard_connections_paused Connections whose reading is paused now because their pending output passed --max-pending (backpressure).",
+		"# TYPE switchboard_connections_paused gauge",
+		"switchboard_connections_paused{"+m+"} 0",
 		"# HELP switchboard_connections_closed_total Closed connections, by reason.",
 		"# TYPE switchboard_connections_closed_total counter",
 	)
@@ -117,6 +184,9 @@ func expected(model string) string {
 		"# HELP switchboard_messages_sent_total Frames the handler queued for sending.",
 		"# TYPE switchboard_messages_sent_total counter",
 		"switchboard_messages_sent_total{"+m+"} 2",
+		"# HELP switchboard_pending_output_bytes Output queued and not yet written, over every connection.",
+		"# TYPE switchboard_pending_output_bytes gauge",
+		"switchboard_pending_output_bytes{"+m+"} 0",
 		"# HELP switchboard_received_bytes_total Bytes read from connections.",
 		"# TYPE switchboard_received_bytes_total counter",
 		"switchboard_received_bytes_total{"+m+"} 26",

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,7 +107,7 @@ func TestHAProxy(t *testing.T) {
 	pidFiles := [2]string{filepath.Join(t.TempDir(), "a.pid"), filepath.Join(t.TempDir(), "b.pid")}
 	for i := range insts {
 		insts[i] = startLogged(t, os.Args[0], nil, "serve", "--proxy-protocol", "--listen", "127.0.0.1:0",
-			"--framing", "line", "--max-frame", "64", "--pid-file", pidFiles[i], "--shutdown-timeout", "5s")
+			"--framing", "line", "--max-frame", "64", "--conn-log", "--pid-file", pidFiles[i], "--shutdown-timeout", "5s")
 		addrs[i] = insts[i].await(t, servingRE, 1)
 	}
 	front := testserver.FreeAddr(t)
@@ -117,30 +117,25 @@ func TestHAProxy(t *testing.T) {
 		echoOnce(t, "tcp", front, fmt.Sprintf("through haproxy %d", i))
 	}
 
-	// The client address: a frame over --max-frame makes the backend log
-	// the connection's close with its remote address, which must be ours
-	// (from the PROXY header), not HAProxy's side of the backend hop.
+	// The client address: the backend's connection log line for one
+	// exchange must name ours (from the PROXY header), not HAProxy's side
+	// of the backend hop, and count what we sent and got back.
 	c, err := net.DialTimeout("tcp", front, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write([]byte(strings.Repeat("x", 100)))
-	io.Copy(io.Discard, c)
+	const msg = "who am i\n"
+	c.Write([]byte(msg))
+	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != msg {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
 	c.Close()
-	client := regexp.QuoteMeta(c.LocalAddr().String())
-	closedRE := regexp.MustCompile(`msg="connection closed" remote=(` + client + `) reason=`)
-	found := false
-	for range 500 {
-		if closedRE.MatchString(insts[0].log()) || closedRE.MatchString(insts[1].log()) {
-			found = true
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !found {
-		t.Errorf("no backend logged the client's address %s:\n%s\n%s", c.LocalAddr(), insts[0].log(), insts[1].log())
-	}
+	line, backend := awaitConnLine(t, insts, c.LocalAddr().String())
+	checkConnLine(t, line, map[string]string{
+		"level": "INFO", "msg": "connection", "remote": c.LocalAddr().String(), "local": addrs[backend],
+		"bytes_out": strconv.Itoa(len(msg)), "messages_in": "1", "messages_out": "1", "reason": "peer",
+	})
 
 	// The rolling upgrade, under load from connect-send-receive loops and
 	// from connections held open across both switches.
@@ -204,5 +199,76 @@ func TestHAProxy(t *testing.T) {
 	}
 	for _, pid := range successors {
 		stopSuccessor(t, pid)
+	}
+}
+
+// awaitConnLine waits (bounded) for a connection log line with the given
+// remote address in either backend's log, and returns its fields and the
+// backend's index.
+func awaitConnLine(t *testing.T, insts [2]*loggedProc, remote string) (map[string]string, int) {
+	t.Helper()
+	for range 500 {
+		for i, p := range insts {
+			for _, l := range strings.Split(p.log(), "\n") {
+				if f := logfmtFields(l); f["msg"] == "connection" && f["remote"] == remote {
+					return f, i
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no backend logged a connection from %s:\n%s\n%s", remote, insts[0].log(), insts[1].log())
+	return nil, 0
+}
+
+// logfmtFields splits a slog text line into its key=value fields; a
+// quoted value is unquoted.
+func logfmtFields(line string) map[string]string {
+	f := map[string]string{}
+	for line != "" {
+		eq := strings.IndexByte(line, '=')
+		if eq < 0 {
+			break
+		}
+		key, rest := line[:eq], line[eq+1:]
+		var val string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				break
+			}
+			val, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else if sp := strings.IndexByte(rest, ' '); sp >= 0 {
+			val, rest = rest[:sp], rest[sp:]
+		} else {
+			val, rest = rest, ""
+		}
+		f[key] = val
+		line = strings.TrimLeft(rest, " ")
+	}
+	return f
+}
+
+// checkConnLine asserts a connection log line field by field: want's
+// fields exactly, bytes_in above bytes_out (the PROXY header came first),
+// a parseable duration, and nothing else.
+func checkConnLine(t *testing.T, f, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if f[k] != v {
+			t.Errorf("connection log %s=%q, want %q (line %v)", k, f[k], v, f)
+		}
+	}
+	in, err1 := strconv.Atoi(f["bytes_in"])
+	out, err2 := strconv.Atoi(f["bytes_out"])
+	if err1 != nil || err2 != nil || in <= out {
+		t.Errorf("bytes_in %q, bytes_out %q: want the PROXY header and the message in", f["bytes_in"], f["bytes_out"])
+	}
+	if d, err := time.ParseDuration(f["duration"]); err != nil || d <= 0 || d > 10*time.Second {
+		t.Errorf("duration %q", f["duration"])
+	}
+	if len(f) != len(want)+3 { // the fields wanted, and time, bytes_in, duration
+		t.Errorf("connection log fields %v, want only %v and time, bytes_in, duration", f, want)
 	}
 }

@@ -46,6 +46,7 @@ type serveFlags struct {
 	upgradeTimeout  time.Duration
 	frameTimeout    time.Duration
 	maxConnsPerIP   int
+	connLog         bool
 }
 
 func init() {
@@ -105,6 +106,7 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.DurationVar(&f.upgradeTimeout, "upgrade-timeout", 30*time.Second, "how long a SIGHUP upgrade waits for the new process to serve")
 	fl.DurationVar(&f.frameTimeout, "frame-timeout", switchboard.DefaultFrameTimeout, "close connections whose frame (hello: request head) is not complete this long after its first byte (0: never)")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "connections from one client IP over this many are closed at accept (0: no limit)")
+	fl.BoolVar(&f.connLog, "conn-log", false, "log one line at info per connection when it closes: addresses, duration, bytes, messages, reason")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -170,6 +172,10 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	var connLog *slog.Logger
+	if f.connLog {
+		connLog = log
+	}
 	if f.handshake <= 0 {
 		return usagef("--handshake-timeout must be positive")
 	}
@@ -194,6 +200,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithFrameTimeout(f.frameTimeout),
 		switchboard.WithMaxConnsPerIP(f.maxConnsPerIP),
 		switchboard.WithLogger(log),
+		switchboard.WithConnLog(connLog),
 	)...)
 	if err != nil {
 		return usageError{err}

@@ -137,6 +137,11 @@ type Config struct {
 	// Close begins. Event-loop engines run it on their first loop; the
 	// others on a goroutine of its own.
 	OnTick func() time.Duration
+	// OnConnClose, when set, is called once per accepted connection after
+	// it has closed (before OnClose), with what the connection log
+	// records. It runs on the engine's goroutine for the connection, so
+	// it must not block.
+	OnConnClose func(ConnInfo)
 	// MaxPending is the high-water mark of queued output per connection:
 	// above it the engine stops reading that connection until the queue is
 	// below LowWater.
@@ -277,6 +282,15 @@ type Stats struct {
 	// garbage, a refused certificate).
 	Handshakes        atomic.Int64
 	HandshakeFailures atomic.Int64
+	// Paused counts connections whose reading is paused now because
+	// their pending output passed MaxPending (backpressure).
+	Paused atomic.Int64
+	// PendingBytes is the output queued and not yet written, over every
+	// connection; engines add their changes in batches (per loop
+	// iteration, per flush), so it lags by at most one of those.
+	PendingBytes atomic.Int64
+	// Durations is the histogram of closed connections' lifetimes.
+	Durations Histogram
 }
 
 // CloseReason classifies why a connection closed, for the metrics.

@@ -109,7 +109,7 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 		s.log.Debug("connection refused: limit reached", "remote", addrPort(sa), "max_conns", s.cfg.MaxConns)
 		return
 	}
-	c := &conn{fd: int32(fd), ln: li}
+	c := &conn{fd: int32(fd), ln: li, opened: l.now}
 	c.idle.Store(s.idle)
 	if !li.unix {
 		c.raddr = addrPort(sa)

@@ -3,6 +3,8 @@
 package reactor
 
 import (
+	"time"
+
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
@@ -26,7 +28,14 @@ func (l *loop) closeConn(c *conn, err error) {
 	}
 	c.out.Release()
 	engine.CancelContext(c.ctx)
+	cst := c.st
 	c.mu.Unlock()
+	l.pending -= c.reported
+	c.reported = 0
+	if c.flags&connPaused != 0 {
+		c.flags &^= connPaused
+		l.paused--
+	}
 	for k := range uint8(numTimers) {
 		l.disarm(c, k)
 	}
@@ -41,8 +50,12 @@ func (l *loop) closeConn(c *conn, err error) {
 	s.nconns.Add(-1)
 	s.stats.Active.Add(-1)
 	s.perIP.Release(c.raddr.Addr())
-	s.stats.CountClose(err)
-	engine.LogClose(s.log, c.RemoteAddr(), err)
+	// Clamped: the accepting loop's clock may be a little ahead of this
+	// loop's, read earlier in its iteration.
+	engine.Closed(&s.cfg, engine.ConnInfo{
+		Remote: c.RemoteAddr(), Local: c.LocalAddr(),
+		Duration: time.Duration(max(l.now-c.opened, 0)), Stats: cst, Err: err,
+	})
 	// A connection refused for its PROXY header never reached the
 	// handler, so it gets no OnClose either.
 	if c.flags&connOpened != 0 {

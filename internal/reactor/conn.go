@@ -89,6 +89,8 @@ type conn struct {
 	lastRead     int64               // loop clock at the last read that returned data
 	lastProgress int64               // loop clock at the last write progress while stuck
 	frameStart   int64               // loop clock when the frame now partial began (connFrame)
+	opened       int64               // loop clock at accept, for the connection's duration
+	reported     int64               // pending output last added to Stats.PendingBytes
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
 	tls          *tlsConn // the TLS layer, nil without TLS (tls.go)

@@ -110,6 +110,10 @@ func (l *loop) input(c *conn, n int) {
 	atEOF := c.state.AtEOF()
 	delivered, err := l.dispatch(c, atEOF)
 	if err != nil {
+		// Counted before closing: the connection log reports them.
+		c.mu.Lock()
+		c.st.MessagesIn += int64(delivered)
+		c.mu.Unlock()
 		l.closeConn(c, err)
 		return
 	}

@@ -145,12 +145,18 @@ func (l *loop) settle(c *conn, pending int) {
 		c.lastProgress = l.now
 		l.arm(c, timerWrite, l.now+s.writeTO)
 	}
+	if d := int64(pending) - c.reported; d != 0 {
+		l.pending += d
+		c.reported = int64(pending)
+	}
 	if c.flags&connPaused == 0 {
 		if pending > s.maxPending {
 			c.flags |= connPaused
+			l.paused++
 		}
 	} else if pending <= s.lowWater {
 		c.flags &^= connPaused
+		l.paused--
 	}
 	// Draining connections keep reading, to drop input and see the FIN.
 	read := c.state.Reading() && (c.flags&connPaused == 0 || l.draining)

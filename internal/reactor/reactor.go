@@ -145,6 +145,19 @@ func Constructor(backend string) engine.Constructor {
 	}
 }
 
+// LoopIterations reads each loop's histogram of iteration times, in loop
+// order; nil before Serve.
+func (s *server) LoopIterations() []engine.HistogramSnapshot {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	out := make([]engine.HistogramSnapshot, len(loops))
+	for i, l := range loops {
+		out[i] = l.iter.Snapshot()
+	}
+	return out
+}
+
 // clock reads the loops' monotonic clock.
 func (s *server) clock() int64 { return int64(time.Since(s.epoch)) }
 

@@ -52,6 +52,7 @@ type conn struct {
 	codecReq atomic.Bool  // SetCodec waiting for the reader (nextCodec)
 	bytesIn  atomic.Int64 // the reader's counts, for Stats
 	msgsIn   atomic.Int64
+	start    time.Time // accept, for the connection's duration
 
 	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
 	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
@@ -65,6 +66,7 @@ type conn struct {
 	bytesOut  int64
 	msgsOut   int64
 	timers    []*time.Timer // armed AfterFuncs, stopped at close
+	reported  int64         // pending output last added to Stats.PendingBytes
 	// out is the framed output not yet written, in pooled chunks
 	// (internal/outbox, as on the event loops): memory follows the
 	// backlog as it is now, not the largest it ever was, and a write in
@@ -81,7 +83,7 @@ type conn struct {
 }
 
 func newConn(s *server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, rw: nc, remote: nc.RemoteAddr()}
+	c := &conn{s: s, nc: nc, rw: nc, remote: nc.RemoteAddr(), start: time.Now()}
 	c.cond.L = &c.mu
 	if s.cfg.TLS != nil && !s.cfg.ProxyProtocol {
 		c.tc = tls.Server(nc, s.cfg.TLS)
@@ -321,6 +323,27 @@ func (c *conn) flush() {
 	c.flushOwned()
 }
 
+// flushBatch is flush for the reader, after a batch of messages. With
+// more than MaxPending queued the reader is about to spend a while writing
+// instead of reading, which is backpressure just as waitBelowHighWater
+// is, so it counts in Stats.Paused meanwhile (a batch that big is rare:
+// the common case costs a comparison).
+func (c *conn) flushBatch() {
+	c.mu.Lock()
+	if c.flushing || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.flushing = true
+	over := c.out.Len() > c.s.cfg.MaxPending
+	c.mu.Unlock()
+	if over {
+		c.s.cfg.Stats.Paused.Add(1)
+		defer c.s.cfg.Stats.Paused.Add(-1)
+	}
+	c.flushOwned()
+}
+
 // flushAll writes everything queued and waits for a concurrent flusher to
 // finish, so the caller may close the socket without losing output.
 func (c *conn) flushAll() {
@@ -347,12 +370,14 @@ func (c *conn) flushOwned() {
 		// done: see serve), so the write runs without the lock.
 		var n int
 		c.iov, n = c.out.Gather(c.iov[:0], writeChunks)
+		c.reportPendingLocked()
 		c.mu.Unlock()
 		written, err := c.writeBufs(c.iov, n)
 		clear(c.iov)
 		c.mu.Lock()
 		c.out.Consume(written)
 		c.bytesOut += int64(written)
+		c.reportPendingLocked()
 		if c.out.Len() <= c.s.lowWater {
 			c.cond.Broadcast()
 		}
@@ -371,6 +396,19 @@ func (c *conn) flushOwned() {
 	c.flushing = false
 	c.cond.Broadcast()
 	c.mu.Unlock()
+}
+
+// reportPendingLocked adds the change in c's pending output since it was
+// last reported to Stats.PendingBytes. It is called before each write
+// (which may block for as long as the peer does not read: the gauge must
+// show that output meanwhile) and after it, so a flush costs two shared
+// adds, and a write that leaves nothing and follows a report of nothing
+// costs none. Under c.mu.
+func (c *conn) reportPendingLocked() {
+	if d := int64(c.out.Len()) - c.reported; d != 0 {
+		c.s.cfg.Stats.PendingBytes.Add(d)
+		c.reported += d
+	}
 }
 
 // writeBufs writes n bytes from bufs in one vectored write (net.Buffers
@@ -447,9 +485,11 @@ func (c *conn) interruptRead() {
 func (c *conn) waitBelowHighWater() {
 	c.mu.Lock()
 	if c.out.Len() > c.s.cfg.MaxPending {
+		c.s.cfg.Stats.Paused.Add(1)
 		for !c.closed && c.out.Len() > c.s.lowWater && !c.s.isDraining() {
 			c.cond.Wait()
 		}
+		c.s.cfg.Stats.Paused.Add(-1)
 	}
 	c.mu.Unlock()
 }
@@ -477,9 +517,16 @@ func (c *conn) serve() {
 		c.cond.Wait()
 	}
 	c.out.Release()
+	c.reportPendingLocked()
+	st := engine.ConnStats{
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut,
+		MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut,
+	}
 	c.mu.Unlock()
-	c.s.cfg.Stats.CountClose(err)
-	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)
+	engine.Closed(&c.s.cfg, engine.ConnInfo{
+		Remote: c.RemoteAddr(), Local: c.LocalAddr(),
+		Duration: time.Since(c.start), Stats: st, Err: err,
+	})
 	c.cb.Lock()
 	c.cbDone = true
 	if c.opened {
@@ -547,7 +594,7 @@ func (c *conn) run() error {
 				c.flushAll()
 				return err
 			}
-			c.flush()
+			c.flushBatch()
 		}
 		split := c.splitter()
 		c.in.Done(split)
@@ -578,8 +625,10 @@ func (c *conn) run() error {
 			if !c.frameStart.IsZero() && time.Since(c.frameStart) >= cfg.FrameTimeout {
 				return engine.FrameTimedOut(cfg.FrameTimeout)
 			}
-			if c.idle.Load() == 0 && c.frameStart.IsZero() {
+			if c.idle.Load() == 0 {
+				// Not the frame's deadline, and no idle timeout: a
 				// SetIdleTimeout(0) raced with a deadline set before it.
+				// Forget the deadline cached, so the next read sets one.
 				c.deadline = time.Unix(1, 0)
 				continue
 			}
@@ -755,6 +804,10 @@ func (c *conn) readProxyHeader() error {
 		}
 		m, err := c.nc.Read(c.in.Room(split))
 		c.in.Commit(m)
+		// Counted as the frame loop counts: the header and whatever came
+		// with it are bytes received.
+		c.s.cfg.Stats.BytesIn.Add(int64(m))
+		c.bytesIn.Add(int64(m))
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
