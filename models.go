@@ -42,6 +42,9 @@ type ModelInfo struct {
 	// MaxFD: descriptors numbered at or above it cannot be served (select's
 	// FD_SETSIZE); 0 means the model adds no ceiling of its own.
 	MaxFD int
+	// TLS: the model runs the TLS record layer (WithTLS). A model without
+	// it refuses a TLS configuration at NewServer with ErrUnsupported.
+	TLS bool
 }
 
 type registered struct {
@@ -64,8 +67,8 @@ func registerModel(info ModelInfo, ctor engine.Constructor) {
 }
 
 func init() {
-	registerModel(ModelInfo{Name: ModelBlocking, Iterative: true}, stream.NewBlocking)
-	registerModel(ModelInfo{Name: ModelGoroutine}, stream.NewGoroutine)
+	registerModel(ModelInfo{Name: ModelBlocking, Iterative: true, TLS: true}, stream.NewBlocking)
+	registerModel(ModelInfo{Name: ModelGoroutine, TLS: true}, stream.NewGoroutine)
 }
 
 // Models lists the models this build can run, simplest first. "auto" is not
@@ -117,4 +120,15 @@ func lookupCtor(name string) engine.Constructor {
 	modelsMu.RLock()
 	defer modelsMu.RUnlock()
 	return models[name].ctor
+}
+
+// tlsModels lists the models that run WithTLS.
+func tlsModels() []string {
+	var out []string
+	for _, m := range Models() {
+		if info, _ := LookupModel(m); info.TLS {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -10,6 +10,6 @@ import "switchboard/internal/reactor"
 // serves every OS.
 func init() {
 	for _, name := range reactor.Backends() {
-		registerModel(ModelInfo{Name: name, EventLoop: true, MaxFD: reactor.MaxFD(name)}, reactor.Constructor(name))
+		registerModel(ModelInfo{Name: name, EventLoop: true, MaxFD: reactor.MaxFD(name), TLS: true}, reactor.Constructor(name))
 	}
 }

@@ -1,6 +1,7 @@
 package switchboard_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"testing"
 
@@ -30,6 +31,15 @@ func TestLookupModel(t *testing.T) {
 			if !info.EventLoop || info.MaxFD != 0 {
 				t.Errorf("%s: %+v, want an event loop and no ceiling", name, info)
 			}
+		}
+	}
+	// A model that does not speak TLS refuses a TLS configuration at
+	// once rather than serving plaintext.
+	for _, name := range switchboard.Models() {
+		info, _ := switchboard.LookupModel(name)
+		_, err := switchboard.NewServer(switchboard.BaseHandler{}, switchboard.WithModel(name), switchboard.WithTLS(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("unused") }}))
+		if info.TLS != (err == nil) || (err != nil && !errors.Is(err, switchboard.ErrUnsupported)) {
+			t.Errorf("%s (TLS %v): NewServer with TLS: %v", name, info.TLS, err)
 		}
 	}
 	auto, err := switchboard.LookupModel("auto")

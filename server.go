@@ -70,11 +70,14 @@ func NewServer(h Handler, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	m, err := ResolveModel(s.model)
+	info, err := LookupModel(s.model)
 	if err != nil {
 		return nil, err
 	}
-	s.model = m
+	if s.cfg.TLS != nil && !info.TLS {
+		return nil, fmt.Errorf("%w: model %q does not speak TLS (models that do: %v)", ErrUnsupported, info.Name, tlsModels())
+	}
+	s.model = info.Name
 	if s.cfg.Logger == nil {
 		s.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
