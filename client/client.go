@@ -169,14 +169,12 @@ type Conn struct {
 	// Sending side.
 	wbuf []byte
 
-	// Receiving side. rbuf[start:end] holds bytes read but not yet
-	// returned as messages.
-	rbuf       []byte
-	start, end int
-	eof        bool  // the server has shut down its write half
-	ioErr      error // sticky read error
-	rerr       error // sticky Receive error: ioErr, a framing error or io.EOF
-	maxBuf     int   // the most bytes one frame can take on the wire
+	// Receiving side: bytes read but not yet returned as messages.
+	in    framing.Accumulator
+	split *framing.Splitter
+	eof   bool  // the server has shut down its write half
+	ioErr error // sticky read error
+	rerr  error // sticky Receive error: ioErr, a framing error or io.EOF
 }
 
 // Dial connects to addr ("host:port", "[::1]:port" or "unix:/path"). ctx
@@ -228,7 +226,7 @@ func newConfig(opts []Option) (*config, error) {
 
 func newConn(nc net.Conn, addr string, cfg *config) *Conn {
 	c := &Conn{nc: nc, addr: addr, codec: cfg.codec, timeout: cfg.timeout}
-	c.maxBuf = cfg.codec.MaxFrame() + cfg.codec.Overhead()
+	c.split = framing.NewSplitter(cfg.codec, framing.SplitterOptions{Initial: initialReadBuf, Keep: shrinkAbove})
 	return c
 }
 
@@ -360,32 +358,19 @@ func (c *Conn) Receive() ([]byte, error) {
 	}
 	armed := false
 	for {
-		if c.start < c.end || c.eof {
-			frame, n, err := c.codec.Decode(c.rbuf[c.start:c.end], c.eof)
-			if err != nil {
-				c.rerr = &Error{Op: "receive", Addr: c.addr, Err: err}
-				return nil, c.rerr
-			}
-			if n > 0 {
-				c.start += n
-				return frame, nil
-			}
-			if c.eof {
-				if c.start < c.end {
-					// A codec that neither completes nor rejects the rest
-					// at EOF: report it as truncated rather than hang.
-					c.rerr = &Error{Op: "receive", Addr: c.addr,
-						Err: fmt.Errorf("%w: %d bytes after the last message", framing.ErrTruncated, c.end-c.start)}
-					return nil, c.rerr
-				}
-				c.rerr = io.EOF
-				return nil, io.EOF
-			}
-			if c.end-c.start >= c.maxBuf {
-				c.rerr = &Error{Op: "receive", Addr: c.addr,
-					Err: fmt.Errorf("%w: %d bytes without a complete frame, max frame %d", framing.ErrFrameTooLarge, c.end-c.start, c.codec.MaxFrame())}
-				return nil, c.rerr
-			}
+		frame, ok, err := c.in.Next(c.split, c.eof)
+		if err != nil {
+			c.rerr = &Error{Op: "receive", Addr: c.addr, Err: err}
+			return nil, c.rerr
+		}
+		if ok {
+			return frame, nil
+		}
+		if c.eof {
+			// Nothing is left: Next reports bytes after the last
+			// message as truncated.
+			c.rerr = io.EOF
+			return nil, io.EOF
 		}
 		if !armed {
 			armed = true
@@ -400,32 +385,16 @@ func (c *Conn) Receive() ([]byte, error) {
 	}
 }
 
-// fill makes room in the buffer and reads once into it. EOF sets c.eof and
-// is not an error; other read errors are final.
+// fill reads once into the buffer, behind what it holds (the buffer grows
+// only while a message bigger than it is being received). EOF sets c.eof
+// and is not an error; other read errors are final.
 func (c *Conn) fill() error {
 	if c.ioErr != nil {
 		return c.ioErr
 	}
-	switch {
-	case c.start == c.end:
-		c.start, c.end = 0, 0
-		if len(c.rbuf) > shrinkAbove || c.rbuf == nil {
-			c.rbuf = make([]byte, initialReadBuf)
-		}
-	case c.end == len(c.rbuf):
-		if c.start > 0 {
-			c.end = copy(c.rbuf, c.rbuf[c.start:c.end])
-			c.start = 0
-		} else {
-			// Only reached below maxBuf: Receive reports a frame too
-			// large before asking for more.
-			nb := make([]byte, max(min(2*len(c.rbuf), c.maxBuf), len(c.rbuf)+1))
-			copy(nb, c.rbuf[:c.end])
-			c.rbuf = nb
-		}
-	}
-	n, err := c.nc.Read(c.rbuf[c.end:])
-	c.end += n
+	c.in.Done(c.split)
+	n, err := c.nc.Read(c.in.Room(c.split))
+	c.in.Commit(n)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			c.eof = true
@@ -474,9 +443,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 func (c *Conn) copyOut(sink func([]byte) error) (int64, error) {
 	var total int64
 	for {
-		if c.start < c.end {
-			p := c.rbuf[c.start:c.end]
-			c.start = c.end
+		if p := c.in.Bytes(); len(p) > 0 {
+			c.in.Skip(len(p))
 			total += int64(len(p))
 			if err := sink(p); err != nil {
 				return total, err

@@ -74,7 +74,6 @@ var (
 	// output past its hard limit; the connection is closed with this reason.
 	ErrSlowConsumer = errors.New("switchboard: pending output limit exceeded")
 	ErrShutdown     = errors.New("switchboard: server shutting down")
-	ErrTooManyConns = errors.New("switchboard: connection limit reached")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"switchboard/internal/rawio"
 )
 
 // epoll is the Linux backend: the kernel keeps the interest set, so a Wait
@@ -86,7 +88,7 @@ func (p *epoll) Wait(events []Event, timeout time.Duration) (int, error) {
 			err = e
 		}
 	} else {
-		n, err = unix.EpollWait(p.epfd, p.evs[:len(events)], millis(timeout))
+		n, err = unix.EpollWait(p.epfd, p.evs[:len(events)], rawio.Millis(timeout))
 	}
 	if err != nil {
 		if err == unix.EINTR {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"switchboard/internal/rawio"
 )
 
 // pollPoller is the poll(2) backend: no descriptor-number limit, but every
@@ -95,7 +97,7 @@ func (p *pollPoller) Delete(fd int) error {
 }
 
 func (p *pollPoller) Wait(events []Event, timeout time.Duration) (int, error) {
-	n, err := unix.Poll(p.fds, millis(timeout))
+	n, err := unix.Poll(p.fds, rawio.Millis(timeout))
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil

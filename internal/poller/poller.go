@@ -19,8 +19,6 @@ import (
 	"runtime"
 	"sort"
 	"time"
-
-	"switchboard/internal/engine"
 )
 
 // Event is one ready descriptor. It is 8 bytes so a loop's event buffer of
@@ -84,13 +82,17 @@ var fdCeilings = map[string]int{}
 // none of its own.
 func MaxFD(name string) int { return fdCeilings[name] }
 
-// New returns a poller of the named backend. A backend this platform lacks
-// returns an error wrapping engine.ErrUnsupported, which the public package
-// reports as its own ErrUnsupported.
+// ErrUnsupported is returned (wrapped) by New for a backend this platform
+// lacks. The package stays a leaf, importing nothing of switchboard, so the
+// engine above wraps it in its own sentinel.
+var ErrUnsupported = errors.New("poller: backend not available")
+
+// New returns a poller of the named backend, or an error wrapping
+// ErrUnsupported when this platform lacks it.
 func New(name string) (Poller, error) {
 	ctor := backends[name]
 	if ctor == nil {
-		return nil, fmt.Errorf("%w: poller %q on %s (have %v)", engine.ErrUnsupported, name, runtime.GOOS, Names())
+		return nil, fmt.Errorf("%w: %q on %s (have %v)", ErrUnsupported, name, runtime.GOOS, Names())
 	}
 	return ctor()
 }
@@ -103,18 +105,4 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// millis converts a Wait timeout to the milliseconds poll(2), epoll_wait(2)
-// and friends take. It rounds up: rounding a 300 µs timer down to 0 would
-// turn the wait into a busy loop until the timer is due.
-func millis(d time.Duration) int {
-	if d < 0 {
-		return -1
-	}
-	ms := (d + time.Millisecond - 1) / time.Millisecond
-	if ms > 1<<30 {
-		ms = 1 << 30
-	}
-	return int(ms)
 }

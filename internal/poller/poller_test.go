@@ -7,8 +7,6 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
-
-	"switchboard/internal/engine"
 )
 
 func TestMain(m *testing.M) {
@@ -282,7 +280,7 @@ func TestSelectFdTooLarge(t *testing.T) {
 }
 
 func TestUnsupported(t *testing.T) {
-	if _, err := New("iocp"); !errors.Is(err, engine.ErrUnsupported) {
+	if _, err := New("iocp"); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("New(iocp) = %v, want ErrUnsupported", err)
 	}
 	if len(Names()) < 3 {

@@ -8,7 +8,37 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"switchboard/framing"
+	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
+)
+
+// A connection's life is a connstate.State (conn.state), whose package
+// documents the states and transitions; only the loop changes it, and
+// other goroutines ask for changes through conn.req. Draining is the
+// loop's (loop.draining): Shutdown applies to all its connections at once.
+//
+// Beside the state, loop-owned flags: which interest is registered with
+// the poller (connReadOn, connWriteOn), whether reading is paused for
+// backpressure (connPaused), and connOpened, set once OnOpen has run, so
+// a connection refused in connstate.Header never gets an OnClose.
+
+// Loop-owned flags (conn.flags).
+const (
+	connReadOn  = 1 << iota // read interest registered
+	connWriteOn             // write interest registered
+	connPaused              // reading paused: output above the high-water mark
+	connOpened              // OnOpen has run
+)
+
+// Requests other goroutines (and the handler) make of the loop (conn.req).
+// They are set under mu and read without it by the loop between messages;
+// the loop acts on them in afterDispatch.
+const (
+	reqClose      = 1 << iota // Close: drop output, close now
+	reqCloseWrite             // CloseWrite: flush, then shut the write half
+	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is
@@ -27,52 +57,27 @@ import (
 type conn struct {
 	mu sync.Mutex
 	// Under mu.
-	out     outbox
-	pending int  // bytes queued and not yet written
-	sched   bool // the loop will flush this conn soon: queued, or in a callback
-	wclosed bool // Write refuses: closing, closed, or write half shut
-	closed  bool
-	value   any
+	out          outbox.Outbox
+	sched        bool // the loop will flush this conn soon: queued, or in a callback
+	writeRefused bool // Write returns ErrConnClosed: closing, closed, or write half shut
+	closed       bool // Close and CloseWrite return ErrConnClosed too
+	value        any
 
-	// req holds close requests from any goroutine, set under mu but read
-	// without it by the loop between messages.
-	req atomic.Uint32
+	req atomic.Uint32 // reqClose | reqCloseWrite | reqSlow
 
 	// Owned by the loop.
 	l            *loop
 	ln           *listener
 	fd           int32
-	st           uint16
-	timer        [numTimers]int32 // heap position + 1; 0 = not armed
-	in           []byte           // leftover of a partial frame, or nil
-	scanned      int              // bytes of in already searched for a frame boundary
-	lastRead     int64            // loop clock at the last read that returned data
-	lastProgress int64            // loop clock at the last write progress while stuck
+	state        connstate.State
+	flags        uint8
+	timer        [numTimers]int32    // heap position + 1; 0 = not armed
+	in           framing.Accumulator // a partial frame between reads, else empty
+	lastRead     int64               // loop clock at the last read that returned data
+	lastProgress int64               // loop clock at the last write progress while stuck
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
 }
-
-// Close requests (conn.req).
-const (
-	reqClose      = 1 << iota // Close: drop output, close now
-	reqCloseWrite             // CloseWrite: flush, shut down the write half
-	reqSlow                   // a Write passed WriteLimit
-)
-
-// Loop-owned state bits (conn.st).
-const (
-	stRdOn   = 1 << iota // read interest registered
-	stWrOn               // write interest registered
-	stPaused             // reading paused: output above the high-water mark
-	stEOF                // the peer shut down its write half
-	stLinger             // close as soon as the output is flushed
-	stShutWr             // shut down the write half once the output is flushed
-	stWrShut             // write half shut down
-	stDrain              // server draining: input is read and dropped
-	stProxy              // waiting for the PROXY header
-	stOpened             // OnOpen has run
-	stClosed
-)
 
 // kickLocked makes sure the loop will look at c, from any goroutine. It
 // runs with c.mu held and returns whether the caller must post c to the
@@ -93,30 +98,27 @@ func (c *conn) kickLocked() bool {
 // posts c to the loop.
 func (c *conn) Write(msg []byte) error {
 	s := c.l.s
-	need := len(msg) + s.overhead
 	c.mu.Lock()
-	if c.wclosed {
+	if c.writeRefused {
 		c.mu.Unlock()
 		return engine.ErrConnClosed
 	}
-	if c.pending+len(msg) > s.writeLimit {
+	pending := c.out.Len()
+	if pending+len(msg) > s.writeLimit {
 		// Over the limit whatever the framing adds: refuse before
 		// reserving room for it.
 		return c.slowLocked()
 	}
-	t := c.out.room(need)
-	before := len(t.b)
-	b, err := s.codec.Append(t.b, msg)
+	t := c.out.Reserve(len(msg) + s.overhead)
+	b, err := s.codec.Append(t, msg)
 	if err != nil {
 		c.mu.Unlock()
 		return err
 	}
-	added := len(b) - before
-	if c.pending+added > s.writeLimit {
+	if pending+len(b)-len(t) > s.writeLimit {
 		return c.slowLocked()
 	}
-	t.b = b
-	c.pending += added
+	c.out.Commit(b)
 	post := c.kickLocked()
 	c.mu.Unlock()
 	if post {
@@ -128,7 +130,7 @@ func (c *conn) Write(msg []byte) error {
 // slowLocked refuses a Write that would pass WriteLimit and has the loop
 // close the connection for it. It unlocks c.mu.
 func (c *conn) slowLocked() error {
-	c.wclosed = true
+	c.writeRefused = true
 	c.req.Or(reqSlow)
 	post := c.kickLocked()
 	c.mu.Unlock()
@@ -152,7 +154,7 @@ func (c *conn) request(r uint32) error {
 		c.mu.Unlock()
 		return engine.ErrConnClosed
 	}
-	c.wclosed = true
+	c.writeRefused = true
 	c.req.Or(r)
 	post := c.kickLocked()
 	c.mu.Unlock()
@@ -195,102 +197,4 @@ func (c *conn) SetContext(v any) {
 	c.mu.Lock()
 	c.value = v
 	c.mu.Unlock()
-}
-
-// outbox is a list of chunks: appending never moves queued bytes, and a
-// flush hands several chunks to one writev. Chunks come from pools and
-// return there once written, so a connection with nothing pending holds no
-// buffer at all.
-type outbox struct {
-	head, tail *chunk
-	off        int // bytes of head already written
-}
-
-type chunk struct {
-	b    []byte
-	next *chunk
-}
-
-const (
-	smallChunk = 4 << 10
-	largeChunk = engine.ReadBufferSize
-)
-
-// The pools hold *chunk, so Put does not allocate.
-var (
-	smallChunks = sync.Pool{New: func() any { return &chunk{b: make([]byte, 0, smallChunk)} }}
-	largeChunks = sync.Pool{New: func() any { return &chunk{b: make([]byte, 0, largeChunk)} }}
-)
-
-// room returns a chunk with at least need bytes free at its end, appending
-// one if the tail is short. The first chunk is small, since most replies
-// are; later ones are large, since a backlog tends to keep growing. A frame
-// bigger than a large chunk gets a chunk of its own size, not pooled.
-func (o *outbox) room(need int) *chunk {
-	if t := o.tail; t != nil && cap(t.b)-len(t.b) >= need {
-		return t
-	}
-	var k *chunk
-	switch {
-	case o.head == nil && need <= smallChunk:
-		k = smallChunks.Get().(*chunk)
-	case need <= largeChunk:
-		k = largeChunks.Get().(*chunk)
-	default:
-		k = &chunk{b: make([]byte, 0, need)}
-	}
-	if o.tail == nil {
-		o.head = k
-	} else {
-		o.tail.next = k
-	}
-	o.tail = k
-	return k
-}
-
-// consume drops n written bytes from the front, releasing emptied chunks.
-func (o *outbox) consume(n int) {
-	for n > 0 {
-		h := o.head
-		left := len(h.b) - o.off
-		if n < left {
-			o.off += n
-			return
-		}
-		n -= left
-		o.popHead()
-	}
-	// Chunks emptied exactly, or left empty by a Write that failed
-	// after reserving room, are dropped too.
-	for o.head != nil && len(o.head.b) == o.off {
-		o.popHead()
-	}
-}
-
-func (o *outbox) popHead() {
-	h := o.head
-	o.head = h.next
-	if o.head == nil {
-		o.tail = nil
-	}
-	o.off = 0
-	freeChunk(h)
-}
-
-// release frees every chunk, written or not.
-func (o *outbox) release() {
-	for o.head != nil {
-		o.popHead()
-	}
-}
-
-func freeChunk(k *chunk) {
-	k.next = nil
-	k.b = k.b[:0]
-	switch cap(k.b) {
-	case smallChunk:
-		smallChunks.Put(k)
-	case largeChunk:
-		largeChunks.Put(k)
-	}
 }

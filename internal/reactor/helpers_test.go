@@ -99,7 +99,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 		s := eng.(*server)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.state != stateNew
+		return s.state != serverNew
 	})
 	return ts
 }
@@ -197,7 +197,7 @@ func (r *registry) len() int {
 func (c *conn) pendingBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pending
+	return c.out.Len()
 }
 
 func backends(t *testing.T, names ...string) []string {

@@ -53,21 +53,16 @@ import (
 	"switchboard/internal/poller"
 )
 
-// lingerMax bounds how long a draining connection waits for the peer's FIN
-// after ours, so a peer that ignores EOF cannot hold Shutdown up to its
-// deadline. It matches the stream models.
-const lingerMax = 3 * time.Second
+// serverState is where the engine is in its life: Serve moves it from
+// serverNew to serverServing, Shutdown or Close to serverDraining, and the
+// loops' end to serverClosed.
+type serverState uint8
 
-// proxyHeaderTimeout bounds the wait for a PROXY header, as in the stream
-// models, unless the idle timeout is shorter.
-const proxyHeaderTimeout = 10 * time.Second
-
-// Server states.
 const (
-	stateNew = iota
-	stateServing
-	stateDraining
-	stateClosed
+	serverNew serverState = iota
+	serverServing
+	serverDraining
+	serverClosed
 )
 
 type server struct {
@@ -80,18 +75,18 @@ type server struct {
 
 	// Hot configuration, copied out of cfg so the loops do not chase it.
 	codec      framing.Codec
-	resumer    framing.Resumer // codec, if it can resume a delimiter search
 	overhead   int
 	maxPending int
 	lowWater   int
 	writeLimit int
 	idle       int64 // ns, 0 = off
 	writeTO    int64 // ns, 0 = off
+	headerWait int64 // ns: engine.Config.ProxyHeaderTimeout
 
 	nconns atomic.Int64 // open connections, for MaxConns
 
 	mu       sync.Mutex
-	state    int
+	state    serverState
 	loops    []*loop
 	lns      []net.Listener
 	local    bool          // every loop has a listener: keep what it accepts
@@ -104,7 +99,7 @@ type server struct {
 // "poll", "epoll", "kqueue"). A backend this platform lacks returns an
 // error wrapping engine.ErrUnsupported.
 func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, error) {
-	p, err := poller.New(backend)
+	p, err := newPoller(backend)
 	if err != nil {
 		return nil, err
 	}
@@ -118,13 +113,13 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		stats:      cfg.Stats,
 		epoch:      time.Now(),
 		codec:      cfg.Codec,
-		resumer:    resumerOf(cfg.Codec),
 		overhead:   cfg.Codec.Overhead(),
 		maxPending: cfg.MaxPending,
 		lowWater:   cfg.LowWater(),
 		writeLimit: cfg.WriteLimit(),
 		idle:       int64(max(cfg.IdleTimeout, 0)),
 		writeTO:    int64(max(cfg.WriteTimeout, 0)),
+		headerWait: int64(cfg.ProxyHeaderTimeout()),
 		done:       make(chan struct{}),
 	}
 	return s, nil
@@ -145,8 +140,8 @@ func (s *server) clock() int64 { return int64(time.Since(s.epoch)) }
 // have all stopped.
 func (s *server) Serve(lns ...net.Listener) error {
 	s.mu.Lock()
-	if s.state != stateNew {
-		serving := s.state == stateServing
+	if s.state != serverNew {
+		serving := s.state == serverServing
 		s.mu.Unlock()
 		if serving {
 			return errors.New("switchboard: engine already serving")
@@ -156,13 +151,13 @@ func (s *server) Serve(lns ...net.Listener) error {
 	}
 	loops, err := s.setup(lns)
 	if err != nil {
-		s.state = stateClosed
+		s.state = serverClosed
 		close(s.done)
 		s.mu.Unlock()
 		closeAll(lns)
 		return err
 	}
-	s.loops, s.lns, s.state = loops, lns, stateServing
+	s.loops, s.lns, s.state = loops, lns, serverServing
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -172,7 +167,7 @@ func (s *server) Serve(lns ...net.Listener) error {
 	wg.Wait()
 	closeAll(lns)
 	s.mu.Lock()
-	s.state = stateClosed
+	s.state = serverClosed
 	err = s.fatal
 	s.mu.Unlock()
 	close(s.done)
@@ -231,17 +226,17 @@ func closeAll(lns []net.Listener) {
 
 // Shutdown asks every loop to drain: close its listeners, stop reading,
 // flush, send FIN, and close each connection when the peer answers with
-// its own (or after lingerMax). At ctx's end whatever is left is closed.
+// its own (or after engine.LingerWait). At ctx's end whatever is left is closed.
 func (s *server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.state {
-	case stateNew:
-		s.state = stateClosed
+	case serverNew:
+		s.state = serverClosed
 		close(s.done)
 		s.mu.Unlock()
 		return nil
-	case stateServing:
-		s.state = stateDraining
+	case serverServing:
+		s.state = serverDraining
 		if d, ok := ctx.Deadline(); ok {
 			s.deadline = max(int64(time.Until(d))+s.clock(), 1)
 		}
@@ -265,11 +260,11 @@ func (s *server) Shutdown(ctx context.Context) error {
 func (s *server) Close() error {
 	s.mu.Lock()
 	switch s.state {
-	case stateNew:
-		s.state = stateClosed
+	case serverNew:
+		s.state = serverClosed
 		close(s.done)
-	case stateServing, stateDraining:
-		s.state = stateDraining
+	case serverServing, serverDraining:
+		s.state = serverDraining
 		s.broadcast(taskClose)
 		closeAll(s.lns)
 	}
@@ -291,22 +286,9 @@ func (s *server) fail(err error) {
 }
 
 // broadcast posts a task to every loop. Under s.mu.
-func (s *server) broadcast(kind uint8) {
+func (s *server) broadcast(kind taskKind) {
 	for _, l := range s.loops {
 		l.post(task{kind: kind})
-	}
-}
-
-// logClose reports a connection's end the way the stream models do: the
-// peer's protocol errors and slow consumers are worth a warning, the rest
-// is routine.
-func (s *server) logClose(c *conn, err error) {
-	switch {
-	case err == nil:
-	case engine.IsProtocolError(err), errors.Is(err, engine.ErrSlowConsumer):
-		s.log.Warn("connection closed", "remote", c.RemoteAddr(), "reason", err)
-	default:
-		s.log.Debug("connection closed", "remote", c.RemoteAddr(), "reason", err)
 	}
 }
 
@@ -318,7 +300,13 @@ func Backends() []string { return poller.Names() }
 // 0 when it has none.
 func MaxFD(backend string) int { return poller.MaxFD(backend) }
 
-func resumerOf(c framing.Codec) framing.Resumer {
-	r, _ := c.(framing.Resumer)
-	return r
+// newPoller opens a poller of the named backend, reporting one this
+// platform lacks as engine.ErrUnsupported: the poller package is a leaf
+// with a sentinel of its own.
+func newPoller(backend string) (poller.Poller, error) {
+	p, err := poller.New(backend)
+	if errors.Is(err, poller.ErrUnsupported) {
+		return nil, fmt.Errorf("%w: %w", engine.ErrUnsupported, err)
+	}
+	return p, err
 }

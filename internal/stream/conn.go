@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"switchboard/framing"
 	"switchboard/internal/engine"
 	"switchboard/internal/proxyproto"
 )
@@ -18,15 +19,15 @@ const (
 	// writeChunk bounds one write call so the write deadline measures a
 	// lack of progress, not the time to send the whole backlog.
 	writeChunk = 256 << 10
-	// maxProxyHeader is the longest PROXY header accepted (v2 with TLVs).
-	maxProxyHeader = 4096 + 16
 )
 
 type conn struct {
 	s      *server
 	nc     net.Conn
 	remote net.Addr
-	opened bool // OnOpen was called; only the reader goroutine touches it
+	// Only the reader goroutine touches these two.
+	opened bool                // OnOpen was called
+	in     framing.Accumulator // bytes read and not yet decoded
 
 	mu         sync.Mutex
 	cond       sync.Cond // signalled when pending output shrinks or the conn closes
@@ -266,7 +267,7 @@ func (c *conn) serve() {
 	}
 	c.mu.Unlock()
 	c.s.cfg.Stats.CountClose(err)
-	logClose(c.s.cfg.Logger, c, err)
+	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)
 	if c.opened {
 		// A connection refused before OnOpen (a bad PROXY header) never
 		// reached the handler, so it hears nothing of its end either.
@@ -279,12 +280,9 @@ func (c *conn) serve() {
 // end.
 func (c *conn) run() error {
 	cfg := &c.s.cfg
-	buf := make([]byte, initialReadBuf)
-	start, end := 0, 0
-	scanned := 0 // bytes of buf[start:end] known to hold no complete frame
+	split := c.s.split
 	if cfg.ProxyProtocol {
-		var err error
-		if end, err = c.readProxyHeader(buf); err != nil {
+		if err := c.readProxyHeader(); err != nil {
 			return err
 		}
 	}
@@ -294,38 +292,17 @@ func (c *conn) run() error {
 	c.setDispatch(false)
 	c.flush()
 
-	maxBuf := cfg.Codec.MaxFrame() + cfg.Codec.Overhead() + 32
 	for {
-		// Decode and hand over every complete frame in the buffer, then
+		// Decode and hand over every complete frame read so far, then
 		// flush the replies in one go.
-		if start < end && end-start > scanned {
-			n, err := c.deliver(buf[start:end], false, scanned)
-			if err != nil {
+		if c.in.Buffered() > 0 {
+			if err := c.deliver(false); err != nil {
 				c.flushAll()
 				return err
 			}
-			start += n
-			// What is left was searched for a frame boundary already.
-			scanned = end - start
 			c.flush()
 		}
-		if start == end {
-			start, end, scanned = 0, 0, 0
-			if len(buf) > initialReadBuf {
-				buf = make([]byte, initialReadBuf)
-			}
-		} else if end == len(buf) {
-			if start > 0 {
-				end = copy(buf, buf[start:end])
-				start = 0
-			} else if len(buf) < maxBuf {
-				nb := make([]byte, min(2*len(buf), maxBuf))
-				copy(nb, buf[:end])
-				buf = nb
-			}
-			// A full buffer of maximum size with no frame in it cannot
-			// happen: the codec reports ErrFrameTooLarge first.
-		}
+		c.in.Done(split)
 
 		c.waitBelowHighWater()
 		if cfg.IdleTimeout > 0 {
@@ -337,14 +314,14 @@ func (c *conn) run() error {
 		if c.s.isDraining() {
 			return c.drain()
 		}
-		n, err := c.nc.Read(buf[end:])
-		end += n
+		n, err := c.nc.Read(c.in.Room(split))
+		c.in.Commit(n)
 		cfg.Stats.BytesIn.Add(int64(n))
 		if err == nil {
 			continue
 		}
 		if errors.Is(err, io.EOF) {
-			return c.finish(buf[start:end], scanned)
+			return c.finish()
 		}
 		if isTimeout(err) {
 			if c.s.isDraining() {
@@ -360,41 +337,25 @@ func (c *conn) run() error {
 // finish handles the peer's EOF: whatever is left is the last frame (the eof
 // codec's whole message) or a truncated one, and replies go out before the
 // connection closes.
-func (c *conn) finish(rest []byte, scanned int) error {
-	_, err := c.deliver(rest, true, scanned)
+func (c *conn) finish() error {
+	err := c.deliver(true)
 	c.flushAll()
 	return err
 }
 
-// deliver hands every complete frame in buf to the handler and returns how
-// many bytes they spanned. The first scanned bytes of buf are known to hold
-// no frame boundary, which a delimiter codec uses to resume its search.
-// Replies queue up meanwhile; the caller flushes them in one go.
-func (c *conn) deliver(buf []byte, atEOF bool, scanned int) (int, error) {
-	codec := c.s.cfg.Codec
-	used := 0
+// deliver hands every complete frame buffered to the handler. Replies
+// queue up meanwhile; the caller flushes them in one go.
+func (c *conn) deliver(atEOF bool) error {
+	h, split := c.s.h, c.s.split
 	c.setDispatch(true)
 	defer c.setDispatch(false)
-	for used < len(buf) {
-		var frame []byte
-		var n int
-		var err error
-		if r := c.s.resumer; r != nil && scanned > 0 {
-			frame, n, err = r.DecodeFrom(buf[used:], atEOF, scanned)
-			scanned = 0
-		} else {
-			frame, n, err = codec.Decode(buf[used:], atEOF)
+	for {
+		frame, ok, err := c.in.Next(split, atEOF)
+		if err != nil || !ok {
+			return err
 		}
-		if err != nil {
-			return used, err
-		}
-		if n == 0 {
-			break
-		}
-		c.s.h.OnMessage(c, frame)
-		used += n
+		h.OnMessage(c, frame)
 	}
-	return used, nil
 }
 
 // drain ends a connection during Shutdown: replies to messages already
@@ -420,34 +381,39 @@ func (c *conn) drain() error {
 	return nil
 }
 
-// readProxyHeader reads until a whole PROXY header is in buf, records the
-// client address it carries and leaves any bytes after it at the front of
-// buf. It returns how many bytes remain.
-func (c *conn) readProxyHeader(buf []byte) (int, error) {
-	end := 0
-	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+// readProxyHeader reads until a whole PROXY header has arrived, within
+// the header timeout, and records the client address it carries. Bytes
+// after it stay buffered for the frame loop.
+func (c *conn) readProxyHeader() error {
+	split := c.s.split
+	wait := c.s.cfg.ProxyHeaderTimeout()
+	c.nc.SetReadDeadline(time.Now().Add(wait))
 	defer c.nc.SetReadDeadline(time.Time{})
 	for {
-		h, n, err := proxyproto.Parse(buf[:end])
+		h, n, err := proxyproto.Parse(c.in.Bytes())
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if n > 0 {
 			if !h.Local && h.Src != nil {
 				c.remote = h.Src
 			}
-			return copy(buf, buf[n:end]), nil
+			c.in.Skip(n)
+			return nil
 		}
-		if end >= maxProxyHeader || end == len(buf) {
-			return 0, engine.ErrProxyHeader
+		if c.in.Buffered() >= engine.MaxProxyHeader {
+			return engine.ProxyHeaderTooLong()
 		}
-		m, err := c.nc.Read(buf[end:])
-		end += m
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return 0, engine.ErrProxyHeader
-			}
-			return 0, err
+		m, err := c.nc.Read(c.in.Room(split))
+		c.in.Commit(m)
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return engine.ProxyHeaderEOF()
+		case isTimeout(err):
+			return engine.ProxyHeaderLate(wait)
+		default:
+			return err
 		}
 	}
 }

@@ -14,7 +14,6 @@ package stream
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -30,7 +29,7 @@ type server struct {
 	cfg       engine.Config
 	h         engine.Handler
 	iterative bool
-	resumer   framing.Resumer // the codec, if it can resume a search
+	split     *framing.Splitter // the frame loop's codec and buffering
 	// Derived from cfg once, not on every Write.
 	writeLimit, lowWater int
 
@@ -59,9 +58,12 @@ func NewGoroutine(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 
 func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 	cfg.Normalize()
-	resumer, _ := cfg.Codec.(framing.Resumer)
 	return &server{
-		resumer:    resumer,
+		// A 16 KiB read buffer per connection keeps idle ones cheap; it
+		// grows only while a frame larger than it is being assembled.
+		split: framing.NewSplitter(cfg.Codec, framing.SplitterOptions{
+			Initial: initialReadBuf, Keep: initialReadBuf,
+		}),
 		writeLimit: cfg.WriteLimit(),
 		lowWater:   cfg.LowWater(),
 		cfg:        cfg,
@@ -277,10 +279,10 @@ func (s *server) isDraining() bool {
 }
 
 // lingerDeadline bounds how long a draining connection waits for the peer
-// to close after our FIN: the Shutdown deadline, and never more than a few
-// seconds, so a peer that ignores EOF cannot hold the drain.
+// to close after our FIN: engine.LingerWait, or Shutdown's deadline if
+// sooner.
 func (s *server) lingerDeadline() time.Time {
-	d := time.Now().Add(3 * time.Second)
+	d := time.Now().Add(engine.LingerWait)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.deadline.IsZero() && s.deadline.Before(d) {
@@ -291,14 +293,4 @@ func (s *server) lingerDeadline() time.Time {
 
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-func logClose(l *slog.Logger, c *conn, err error) {
-	switch {
-	case err == nil:
-	case engine.IsProtocolError(err), errors.Is(err, engine.ErrSlowConsumer):
-		l.Warn("connection closed", "remote", c.RemoteAddr(), "reason", err)
-	default:
-		l.Debug("connection closed", "remote", c.RemoteAddr(), "reason", err)
-	}
 }

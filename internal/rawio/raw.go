@@ -1,6 +1,6 @@
 //go:build linux || freebsd || netbsd
 
-package reactor
+package rawio
 
 import (
 	"unsafe"
@@ -14,7 +14,8 @@ import (
 // per-message CPU. Blocking calls (the poller's Wait) keep the ordinary
 // path, so the scheduler can hand the P to other goroutines meanwhile.
 
-func sysRead(fd int, p []byte) (int, error) {
+// Read reads from a non-blocking descriptor.
+func Read(fd int, p []byte) (int, error) {
 	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
@@ -22,7 +23,8 @@ func sysRead(fd int, p []byte) (int, error) {
 	return int(r), nil
 }
 
-func sysWrite(fd int, p []byte) (int, error) {
+// Write writes to a non-blocking descriptor.
+func Write(fd int, p []byte) (int, error) {
 	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
@@ -30,12 +32,14 @@ func sysWrite(fd int, p []byte) (int, error) {
 	return int(r), nil
 }
 
-// vecWriter gathers several outbox chunks into one writev(2). Its iovec
-// array is reused, so a flush allocates nothing (x/sys's Writev builds a
-// fresh one on every call).
-type vecWriter struct{ iov []unix.Iovec }
+// VecWriter gathers several buffers into one writev(2). Its iovec array
+// is reused, so a write allocates nothing (x/sys's Writev builds a fresh
+// one on every call). The zero value is ready; one VecWriter serves one
+// goroutine.
+type VecWriter struct{ iov []unix.Iovec }
 
-func (v *vecWriter) write(fd int, bufs [][]byte) (int, error) {
+// Write writes bufs, in order, with one writev(2).
+func (v *VecWriter) Write(fd int, bufs [][]byte) (int, error) {
 	v.iov = v.iov[:0]
 	for _, b := range bufs {
 		iov := unix.Iovec{Base: unsafe.SliceData(b)}

@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"switchboard/internal/proxyproto"
+)
+
+// Policy every engine applies the same way, whatever its I/O model. An
+// engine that decides one of these things on its own has drifted.
+
+// LingerWait bounds how long a draining connection waits for the peer's
+// FIN after sending its own, so a peer that ignores EOF cannot hold
+// Shutdown up to its deadline. Shutdown's deadline, when sooner, wins.
+const LingerWait = 3 * time.Second
+
+// ProxyHeaderWait bounds the wait for a PROXY header on a new connection,
+// unless the idle timeout is shorter (see Config.ProxyHeaderTimeout).
+const ProxyHeaderWait = 10 * time.Second
+
+// MaxProxyHeader is the most bytes a PROXY header may take: version 2 with
+// the largest TLV block. A connection that sends more without completing
+// one is refused.
+const MaxProxyHeader = proxyproto.MaxHeaderLen
+
+// ProxyHeaderTimeout is how long a connection may take to send its PROXY
+// header: ProxyHeaderWait, capped by the idle timeout when there is one,
+// since a connection silent that long would be closed anyway.
+func (cfg *Config) ProxyHeaderTimeout() time.Duration {
+	if cfg.IdleTimeout > 0 {
+		return min(ProxyHeaderWait, cfg.IdleTimeout)
+	}
+	return ProxyHeaderWait
+}
+
+// The reasons a connection is refused for its PROXY header, each wrapping
+// ErrProxyHeader, worded alike on every model.
+
+// ProxyHeaderEOF: the peer closed before the header was complete.
+func ProxyHeaderEOF() error {
+	return fmt.Errorf("%w: connection closed before the header was complete", ErrProxyHeader)
+}
+
+// ProxyHeaderTooLong: MaxProxyHeader bytes arrived without a header.
+func ProxyHeaderTooLong() error {
+	return fmt.Errorf("%w: header longer than %d bytes", ErrProxyHeader, MaxProxyHeader)
+}
+
+// ProxyHeaderLate: no complete header within d.
+func ProxyHeaderLate(d time.Duration) error {
+	return fmt.Errorf("%w: no header within %v", ErrProxyHeader, d)
+}
+
+// LogClose writes the line for a connection's end: the peer's protocol
+// errors and slow consumers are worth a warning, other reasons are
+// routine, and an orderly close says nothing.
+func LogClose(l *slog.Logger, remote net.Addr, err error) {
+	switch {
+	case err == nil:
+	case IsProtocolError(err), errors.Is(err, ErrSlowConsumer):
+		l.Warn("connection closed", "remote", remote, "reason", err)
+	default:
+		l.Debug("connection closed", "remote", remote, "reason", err)
+	}
+}

@@ -1,0 +1,214 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd
+
+package reactor
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"switchboard/internal/connstate"
+)
+
+// Accepting: taking connections off a listener, placing each on a loop,
+// and opening it there.
+
+const (
+	// acceptBatch bounds accepts per readiness so a connection storm
+	// cannot starve the loop's established connections.
+	acceptBatch = 64
+	// acceptPause is how long accepting stops after running out of
+	// descriptors with no spare to shed the backlog with.
+	acceptPause = 100 * time.Millisecond
+)
+
+func (l *loop) accept(li *listener) {
+	if li.paused || l.draining || l.closing {
+		return
+	}
+	for range acceptBatch {
+		fd, sa, err := accept(li.fd)
+		if err != nil {
+			switch err {
+			case unix.EAGAIN:
+				return
+			case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
+				continue // the connection died in the queue; take the next
+			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+				l.s.stats.AcceptErrors.Add(1)
+				l.outOfDescriptors(li, err)
+				return
+			default:
+				l.s.stats.AcceptErrors.Add(1)
+				l.warnf("accept failed", "listener", li.addr, "err", err)
+				return
+			}
+		}
+		l.newConn(fd, sa, li)
+	}
+}
+
+// openSpare reserves a descriptor to give back when accept fails with
+// EMFILE: closing it lets one more accept succeed, so the pending
+// connection can be taken and closed instead of staying in the backlog and
+// keeping the listener readable forever.
+func openSpare() int {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// outOfDescriptors sheds one pending connection with the spare descriptor
+// so the listener stops being readable, or, with no spare to use, stops
+// accepting for a moment. Either way the loop never spins on EMFILE.
+func (l *loop) outOfDescriptors(li *listener, err error) {
+	l.warnf("accept failed: out of descriptors; shedding connections", "listener", li.addr, "err", err)
+	if l.spare >= 0 {
+		unix.Close(l.spare)
+		fd, _, aerr := accept(li.fd)
+		if aerr == nil {
+			reset(fd)
+			l.s.stats.Rejected.Add(1)
+		}
+		l.spare = openSpare()
+		if aerr == nil || aerr == unix.EAGAIN {
+			return
+		}
+	}
+	li.paused = true
+	li.resumeAfter = l.now + int64(acceptPause)
+	l.p.Modify(li.fd, false, false)
+}
+
+// warnf logs at most one warning a second per loop: accept failures come
+// in storms.
+func (l *loop) warnf(msg string, args ...any) {
+	if l.now-l.lastWarn < int64(time.Second) && l.lastWarn != 0 {
+		return
+	}
+	l.lastWarn = l.now
+	l.s.log.Warn(msg, args...)
+}
+
+// reset closes a connection we will not serve with a reset (SO_LINGER 0),
+// so it does not sit in TIME_WAIT on our side.
+func reset(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+}
+
+func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
+	s := l.s
+	if n := s.nconns.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
+		s.nconns.Add(-1)
+		reset(fd)
+		s.stats.Rejected.Add(1)
+		s.log.Debug("connection refused: limit reached", "remote", addrPort(sa), "max_conns", s.cfg.MaxConns)
+		return
+	}
+	c := &conn{fd: int32(fd), ln: li}
+	if !li.unix {
+		c.raddr = addrPort(sa)
+		c.laddr = li.laddr
+		if li.any {
+			if lsa, err := unix.Getsockname(fd); err == nil {
+				c.laddr = addrPort(lsa)
+			}
+		}
+		if s.cfg.NoDelay {
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		if s.cfg.KeepAlive > 0 {
+			setKeepAlive(fd, s.cfg.KeepAlive)
+		}
+	}
+	t := l.place()
+	c.l = t
+	if t == l {
+		l.adopt(c)
+		return
+	}
+	if !t.post(task{kind: taskAdopt, c: c}) {
+		l.refuse(c, "server closing")
+	}
+}
+
+// place picks the loop for a new connection. With a listener per loop
+// (SO_REUSEPORT) the kernel has already spread them, so the accepting loop
+// keeps it. Otherwise it goes to the loop with the fewest connections,
+// preferring this one on a tie, which saves a hand-over.
+func (l *loop) place() *loop {
+	s := l.s
+	best := l
+	if !s.local {
+		bl := l.load.Load()
+		l.rr++
+		for i := range s.loops {
+			o := s.loops[(l.rr+i)%len(s.loops)]
+			if ld := o.load.Load(); ld < bl {
+				best, bl = o, ld
+			}
+		}
+	}
+	best.load.Add(1)
+	return best
+}
+
+// refuse closes a connection that was accepted but cannot be served.
+func (l *loop) refuse(c *conn, reason any) {
+	s := l.s
+	reset(int(c.fd))
+	c.l.load.Add(-1)
+	s.nconns.Add(-1)
+	s.stats.Rejected.Add(1)
+	s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
+}
+
+// adopt registers a connection with this loop and opens it, or, with a
+// PROXY header expected, waits for that first (connstate.Header).
+func (l *loop) adopt(c *conn) {
+	s := l.s
+	if l.draining || l.closing {
+		l.refuse(c, "server closing")
+		return
+	}
+	fd := int(c.fd)
+	if err := l.p.Add(fd, true, false); err != nil {
+		l.refuse(c, err)
+		return
+	}
+	if fd >= len(l.conns) {
+		n := max(2*len(l.conns), fd+1, 64)
+		conns := make([]*conn, n)
+		copy(conns, l.conns)
+		l.conns = conns
+	}
+	l.conns[fd] = c
+	l.n++
+	s.stats.Accepted.Add(1)
+	s.stats.Active.Add(1)
+	c.flags = connReadOn
+	c.lastRead = l.now
+	if s.cfg.ProxyProtocol {
+		c.state = connstate.Header
+		l.arm(c, timerIdle, l.now+s.headerWait)
+		return
+	}
+	if s.idle > 0 {
+		l.arm(c, timerIdle, l.now+s.idle)
+	}
+	c.mu.Lock()
+	c.sched = true
+	c.mu.Unlock()
+	l.open(c)
+	l.afterDispatch(c)
+}
+
+// open runs OnOpen. The caller has set c.sched and flushes afterwards.
+func (l *loop) open(c *conn) {
+	c.state = connstate.Open
+	c.flags |= connOpened
+	l.s.h.OnOpen(c)
+}
