@@ -106,7 +106,7 @@ func newLoop(s *server, id int) (*loop, error) {
 // before the loop ran.
 func (l *loop) release() {
 	for _, li := range l.lns {
-		unix.Close(li.fd)
+		unix.Close(li.Fd)
 	}
 	if l.spare >= 0 {
 		unix.Close(l.spare)
@@ -217,7 +217,7 @@ func (l *loop) event(ev poller.Event) {
 	}
 	if c == nil {
 		for _, li := range l.lns {
-			if li.fd == fd {
+			if li.Fd == fd {
 				l.accept(li)
 				return
 			}
