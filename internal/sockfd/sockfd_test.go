@@ -76,4 +76,3 @@ func TestSpare(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
