@@ -13,6 +13,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/inbuf"
 	"switchboard/internal/poller"
 	"switchboard/internal/rawio"
 	"switchboard/internal/timerheap"
@@ -95,7 +96,7 @@ func newLoop(s *server, id int) (*loop, error) {
 		bufs:   make([][]byte, 0, maxFlushChunks),
 		spare:  -1,
 	}
-	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: minReadRoom, Buffers: new(freeLists)})
+	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: minReadRoom, Buffers: new(inbuf.FreeLists)})
 	// select and poll scan every descriptor on each call, so an extra
 	// non-blocking one would cost as much as the wait it tries to save.
 	l.pollFirst = p.Name() == "epoll" || p.Name() == "kqueue"
