@@ -20,12 +20,13 @@ const (
 	ModelPoll      = "poll"
 	ModelEpoll     = "epoll"
 	ModelKqueue    = "kqueue"
+	ModelUring     = "uring"
 )
 
 var errUnknownModel = errors.New("switchboard: unknown model")
 
 // modelOrder is the canonical listing order, simplest design first.
-var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue}
+var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue, ModelUring}
 
 // ModelInfo says what an I/O model is, for code that must treat models
 // differently (a CLI checking flags, a benchmark planning which cells a

@@ -1,0 +1,196 @@
+package uringengine
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"switchboard/framing"
+	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
+	"switchboard/internal/sockfd"
+)
+
+// A connection's life is a connstate.State (conn.state), the same machine
+// the reactor's connections move through; only the loop changes it, and
+// other goroutines ask for changes through conn.req.
+//
+// Beside the state, loop-owned flags say which requests the connection
+// has in the kernel and what the loop has promised to do with it before
+// the next io_uring_enter.
+const (
+	connRecv     = 1 << iota // a multishot receive is armed (until a completion without F_MORE)
+	connCancel               // a cancellation of that receive is on its way
+	connSending              // a send is in flight: its bytes are still the outbox's
+	connDirty                // on l.dirty: start a send before the next enter
+	connRearm                // on l.rearm: arm the receive before the next enter
+	connSendWait             // on l.sendWait: waiting for a free sendmsg header
+	connPaused               // reading paused: output above the high-water mark
+	connOpened               // OnOpen has run
+	connEOFHeld              // the peer's FIN came behind held input, not yet decoded
+)
+
+// Requests other goroutines (and the handler) make of the loop (conn.req).
+const (
+	reqClose      = 1 << iota // Close: drop output, close now
+	reqCloseWrite             // CloseWrite: flush, then shut the write half
+	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
+)
+
+// conn is one connection. The part under mu is what other goroutines
+// reach through Write, Close, CloseWrite and the context value; the rest
+// is the loop's.
+//
+// An idle connection costs this struct, a slot in its loop's table and
+// one armed receive in the kernel: no buffer of any kind. A conn is never
+// reused, and completions find it through its slot and a generation
+// number, so a completion that arrives after the connection closed (its
+// receive's cancellation, say) is recognised as stale.
+type conn struct {
+	mu sync.Mutex
+	// Under mu.
+	out          outbox.Outbox
+	sched        bool // the loop will look at this conn soon: queued, or in a callback
+	writeRefused bool // Write returns ErrConnClosed: closing, closed, or write half shut
+	closed       bool // Close and CloseWrite return ErrConnClosed too
+	value        any
+
+	req atomic.Uint32 // reqClose | reqCloseWrite | reqSlow
+
+	// Owned by the loop.
+	l            *loop
+	ln           *listener
+	fd           int32
+	slot         uint32
+	gen          uint32
+	state        connstate.State
+	flags        uint16
+	msg          int32               // the sendmsg header in flight, or -1 for a plain send
+	timer        [numTimers]int32    // heap position + 1; 0 = not armed
+	in           framing.Accumulator // a partial frame between receives, else empty
+	held         []byte              // received while paused, not yet decoded (held[heldOff:])
+	heldOff      int
+	lastRead     int64 // loop clock at the last receive with data
+	lastProgress int64 // loop clock at the last send progress
+	raddr, laddr netip.AddrPort
+	proxied      net.Addr // client address from the PROXY header, if any
+}
+
+// listener is a listening socket with its multishot accept.
+type listener struct {
+	sockfd.Listener
+	idx         int   // position in l.lns, carried in the accept's user data
+	armed       bool  // the multishot accept is in the kernel
+	resumeAfter int64 // re-arm no earlier than this (after a failure), 0 = now
+	closed      bool
+}
+
+// kickLocked makes sure the loop will look at c, from any goroutine. It
+// runs with c.mu held and returns whether the caller must post c to the
+// loop after unlocking.
+func (c *conn) kickLocked() bool {
+	if c.sched {
+		return false
+	}
+	c.sched = true
+	return true
+}
+
+// Write frames msg into the outbox. Inside a callback on the loop c.sched
+// is already set, so the write is a copy into a pooled chunk under an
+// uncontended mutex, sent with the rest of the batch before the loop's
+// next io_uring_enter. From another goroutine the first write after a
+// send posts c to the loop.
+func (c *conn) Write(msg []byte) error {
+	s := c.l.s
+	c.mu.Lock()
+	if c.writeRefused {
+		c.mu.Unlock()
+		return engine.ErrConnClosed
+	}
+	pending := c.out.Len()
+	if pending+len(msg) > s.writeLimit {
+		return c.slowLocked()
+	}
+	t := c.out.Reserve(len(msg) + s.overhead)
+	b, err := s.codec.Append(t, msg)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if pending+len(b)-len(t) > s.writeLimit {
+		return c.slowLocked()
+	}
+	c.out.Commit(b)
+	post := c.kickLocked()
+	c.mu.Unlock()
+	if post {
+		c.l.post(task{kind: taskKick, c: c})
+	}
+	return nil
+}
+
+// slowLocked refuses a Write that would pass WriteLimit and has the loop
+// close the connection for it. It unlocks c.mu.
+func (c *conn) slowLocked() error {
+	c.writeRefused = true
+	c.req.Or(reqSlow)
+	post := c.kickLocked()
+	c.mu.Unlock()
+	if post {
+		c.l.post(task{kind: taskKick, c: c})
+	}
+	return engine.ErrSlowConsumer
+}
+
+// Close drops unsent output and closes the connection; OnClose follows
+// with a nil error.
+func (c *conn) Close() error { return c.request(reqClose) }
+
+// CloseWrite flushes the output, then shuts down the write half
+// (IORING_OP_SHUTDOWN); reading goes on until the peer closes.
+func (c *conn) CloseWrite() error { return c.request(reqCloseWrite) }
+
+func (c *conn) request(r uint32) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return engine.ErrConnClosed
+	}
+	c.writeRefused = true
+	c.req.Or(r)
+	post := c.kickLocked()
+	c.mu.Unlock()
+	if post {
+		c.l.post(task{kind: taskKick, c: c})
+	}
+	return nil
+}
+
+// LocalAddr is built on demand (sockfd.Listener.LocalAddr says why).
+func (c *conn) LocalAddr() net.Addr { return c.ln.LocalAddr(c.laddr) }
+
+// RemoteAddr is the PROXY header's client address when there was one.
+func (c *conn) RemoteAddr() net.Addr {
+	if c.proxied != nil {
+		return c.proxied
+	}
+	return c.ln.RemoteAddr(c.raddr)
+}
+
+// Context returns the value last stored with SetContext.
+func (c *conn) Context() any {
+	c.mu.Lock()
+	v := c.value
+	c.mu.Unlock()
+	return v
+}
+
+// SetContext stores one value with the connection.
+func (c *conn) SetContext(v any) {
+	c.mu.Lock()
+	c.value = v
+	c.mu.Unlock()
+}

@@ -1,0 +1,73 @@
+package uringengine
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"switchboard/internal/uring"
+)
+
+// OptionsEnv names the environment variable that turns io_uring features
+// off, for measuring what each is worth: a comma-separated list of the
+// names ParseOptions takes. It is read by New, so it applies to `serve`
+// and to `bench`/`compare` runs of the uring model alike.
+const OptionsEnv = "SWITCHBOARD_URING_OPTS"
+
+// Options are the engine's tunables beyond engine.Config: the ring's
+// setup features (uring.Options) and the engine's own choices.
+type Options struct {
+	Ring uring.Options
+	// NoBundle receives into one provided buffer per completion even
+	// where the kernel can fill several (IORING_RECVSEND_BUNDLE).
+	NoBundle bool
+	// NoMsgRing wakes loops through an eventfd read armed in the ring
+	// instead of MSG_RING (uring.WakeRing).
+	NoMsgRing bool
+}
+
+var optionNames = []struct {
+	name string
+	set  func(*Options)
+}{
+	{"no-single-issuer", func(o *Options) { o.Ring.NoSingleIssuer = true }},
+	{"no-defer-taskrun", func(o *Options) { o.Ring.NoDeferTaskrun = true }},
+	{"no-coop-taskrun", func(o *Options) { o.Ring.NoCoopTaskrun = true }},
+	{"no-submit-all", func(o *Options) { o.Ring.NoSubmitAll = true }},
+	{"no-sqarray", func(o *Options) { o.Ring.NoSQArray = true }},
+	{"no-registered-ring", func(o *Options) { o.Ring.NoRegisteredRing = true }},
+	{"no-bundle", func(o *Options) { o.NoBundle = true }},
+	{"no-msg-ring", func(o *Options) { o.NoMsgRing = true }},
+}
+
+// ParseOptions reads a comma-separated list of features to turn off:
+// no-single-issuer, no-defer-taskrun, no-coop-taskrun, no-submit-all,
+// no-sqarray, no-registered-ring, no-bundle, no-msg-ring. The empty
+// string turns nothing off; an unknown name is an error naming the
+// valid ones.
+func ParseOptions(s string) (Options, error) {
+	var o Options
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		found := false
+		for _, n := range optionNames {
+			if n.name == f {
+				n.set(&o)
+				found = true
+			}
+		}
+		if !found {
+			names := make([]string, len(optionNames))
+			for i, n := range optionNames {
+				names[i] = n.name
+			}
+			return o, fmt.Errorf("%s: unknown option %q (want a comma-separated list of %s)", OptionsEnv, f, strings.Join(names, ", "))
+		}
+	}
+	return o, nil
+}
+
+func optionsFromEnv() (Options, error) { return ParseOptions(os.Getenv(OptionsEnv)) }

@@ -1,0 +1,69 @@
+package uringengine
+
+import (
+	"time"
+
+	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
+)
+
+// Timers are a per-loop internal/timerheap of connections, moved lazily
+// as in the reactor: receiving data only stores the loop's clock in
+// conn.lastRead, and the idle entry is pushed down to the real deadline
+// when it reaches the top. The enter's own timeout (EXT_ARG) is the wait
+// until the first deadline, so no timeout requests are armed in the ring.
+
+const (
+	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait
+	timerWrite        // write timeout: pending output made no progress
+	numTimers
+)
+
+func (l *loop) arm(c *conn, kind uint8, when int64) {
+	l.timers.Set(c, kind, &c.timer[kind], when)
+}
+
+func (l *loop) disarm(c *conn, kind uint8) { l.timers.Stop(&c.timer[kind]) }
+
+// runTimers fires what is due: accept back-offs that have ended, and
+// idle, PROXY-header, linger and write timeouts.
+func (l *loop) runTimers() {
+	s := l.s
+	for _, li := range l.lns {
+		if !li.armed && !li.closed && li.resumeAfter > 0 && l.now >= li.resumeAfter && !l.draining && !l.closing {
+			l.armAccept(li)
+		}
+	}
+	for len(l.timers) > 0 && l.timers[0].When <= l.now {
+		t := l.timers[0]
+		c := t.Item
+		switch t.Kind {
+		case timerIdle:
+			if l.draining {
+				l.closeConn(c, engine.ErrShutdown) // the linger wait is over
+				continue
+			}
+			if c.state == connstate.Header {
+				l.closeConn(c, engine.ProxyHeaderLate(time.Duration(t.When-c.lastRead)))
+				continue
+			}
+			due := c.lastRead + s.idle
+			if c.flags&(connPaused|connSending) != 0 {
+				// Not reading because its own output is stuck: that is
+				// the write timeout's business.
+				due = l.now + s.idle
+			}
+			if due > l.now {
+				l.arm(c, timerIdle, due)
+				continue
+			}
+			l.closeConn(c, engine.ErrIdleTimeout)
+		case timerWrite:
+			if due := c.lastProgress + s.writeTO; due > l.now {
+				l.arm(c, timerWrite, due)
+				continue
+			}
+			l.closeConn(c, engine.ErrWriteTimeout)
+		}
+	}
+}
