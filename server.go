@@ -71,6 +71,9 @@ func NewServer(h Handler, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckModel(m); err != nil {
+		return nil, err
+	}
 	s.model = m
 	if s.cfg.Logger == nil {
 		s.cfg.Logger = slog.New(slog.DiscardHandler)

@@ -145,6 +145,11 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithProxyProtocol(f.proxyProtocol),
 		switchboard.WithLogger(log),
 	)
+	if errors.Is(err, switchboard.ErrUnsupported) {
+		// Not a usage error: the flags are fine, this machine cannot
+		// run the model (io_uring forbidden, say). Exit 1 with why.
+		return err
+	}
 	if err != nil {
 		return usageError{err}
 	}

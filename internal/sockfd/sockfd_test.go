@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -43,7 +44,7 @@ func TestListenerAddrs(t *testing.T) {
 			if fd, sa, err = Accept(li.Fd); err != unix.EAGAIN {
 				break
 			}
-			unix.Nanosleep(&unix.Timespec{Nsec: 1e6}, nil)
+			time.Sleep(time.Millisecond)
 		}
 		if err != nil {
 			t.Fatalf("accept on the duplicate: %v", err)

@@ -60,9 +60,12 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 	}
 }
 
-// outOfDescriptors sheds one pending connection with the spare descriptor,
-// or, with no spare to use, stops accepting for a moment. Either way the
-// loop never spins on EMFILE.
+// outOfDescriptors sheds one pending connection with the spare
+// descriptor and arms the accept again at once, for the next; when
+// nothing was pending, or there is no spare, it stops accepting for a
+// moment. Unlike accept(2), io_uring's accept takes a descriptor before it
+// looks for a connection, so it fails with EMFILE with none pending, and
+// arming it again at once would spin.
 func (l *loop) outOfDescriptors(li *listener, err error) {
 	l.warnf("accept failed: out of descriptors; shedding connections", "listener", li.Addr, "err", err)
 	if l.spare >= 0 {
@@ -73,7 +76,7 @@ func (l *loop) outOfDescriptors(li *listener, err error) {
 			l.s.stats.Rejected.Add(1)
 		}
 		l.spare = sockfd.OpenSpare()
-		if aerr == nil || aerr == unix.EAGAIN {
+		if aerr == nil {
 			return
 		}
 	}

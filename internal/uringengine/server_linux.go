@@ -59,11 +59,7 @@ type server struct {
 // wraps uring.ErrUnavailable and engine.ErrUnsupported and says why in
 // one line; an unknown SWITCHBOARD_URING_OPTS name is an error too.
 func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
-	probe, err := uring.Available()
-	if err != nil {
-		return nil, fmt.Errorf("%w: model uring: %w", engine.ErrUnsupported, err)
-	}
-	opt, err := optionsFromEnv()
+	probe, opt, err := check()
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +82,26 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 		done:       make(chan struct{}),
 	}
 	return s, nil
+}
+
+// Check reports whether New would succeed here: nil, or an error
+// wrapping engine.ErrUnsupported and uring.ErrUnavailable that says why in
+// one line, or one naming a bad SWITCHBOARD_URING_OPTS entry.
+func Check() error {
+	_, _, err := check()
+	return err
+}
+
+func check() (*uring.Probe, Options, error) {
+	probe, err := uring.Available()
+	if err != nil {
+		return nil, Options{}, fmt.Errorf("%w: model uring: %w", engine.ErrUnsupported, err)
+	}
+	opt, err := optionsFromEnv()
+	if err != nil {
+		return nil, Options{}, fmt.Errorf("%w: model uring: %w", engine.ErrUnsupported, err)
+	}
+	return probe, opt, nil
 }
 
 // clock reads the loops' monotonic clock.
