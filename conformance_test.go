@@ -60,6 +60,7 @@ var conformanceCases = []struct {
 	{"WriteTimeout", testWriteTimeout, false},
 	{"PeerReset", testPeerReset, false},
 	{"ProxyProtocol", testProxyProtocol, false},
+	{"ProxyHeaderTimeout", testProxyHeaderTimeout, false},
 	{"ReusePort", testReusePort, false},
 	{"ShutdownRacesServe", testShutdownRacesServe, false},
 }
@@ -444,10 +445,13 @@ func testIdleTimeout(t *testing.T, model string) {
 		t.Fatalf("OnClose err = %v, want ErrIdleTimeout", err)
 	}
 	waitFor(t, "one timeout", func() bool { return srv.Stats().Timeouts == 1 })
-	// An active connection is not idle.
-	c2 := dial(t, addr)
-	for range 5 {
-		time.Sleep(100 * time.Millisecond)
+	// An active connection is not idle: its own server, whose timeout
+	// leaves room for a loaded machine's scheduling delays, and activity
+	// that lasts longer than the timeout in all.
+	_, addr2 := start(t, model, echo, switchboard.WithIdleTimeout(time.Second))
+	c2 := dial(t, addr2)
+	for range 6 {
+		time.Sleep(200 * time.Millisecond)
 		c2.Write([]byte("x"))
 		b := make([]byte, 1)
 		if _, err := io.ReadFull(c2, b); err != nil {
@@ -856,6 +860,22 @@ func testProxyProtocol(t *testing.T, model string) {
 	if _, err := io.ReadFull(c3, got); err != nil || string(got) != want {
 		t.Fatalf("UNKNOWN keeps the socket's address: got %q, %v", got, err)
 	}
+}
+
+// testProxyHeaderTimeout: a PROXY header that does not complete is
+// refused after the header timeout, which the idle timeout caps on every
+// model (10 s otherwise), and counted as a protocol error.
+func testProxyHeaderTimeout(t *testing.T, model string) {
+	const idle = 300 * time.Millisecond
+	srv, addr := start(t, model, echo, switchboard.WithProxyProtocol(true), switchboard.WithIdleTimeout(idle))
+	c := dial(t, addr)
+	c.Write([]byte("PROXY TCP4 203.0.113.7"))
+	began := time.Now()
+	expectClosed(t, c)
+	if waited := time.Since(began); waited < idle-50*time.Millisecond || waited > 5*time.Second {
+		t.Fatalf("refused after %v, want about the %v idle timeout", waited, idle)
+	}
+	waitFor(t, "one protocol error", func() bool { return srv.Stats().ProtocolErrors == 1 })
 }
 
 // waitFor polls cond for up to five seconds: counters are updated by the

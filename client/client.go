@@ -24,6 +24,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +44,8 @@ var ErrTimeout = errors.New("timed out")
 
 // Error is the error of a failed operation on a connection.
 type Error struct {
-	// Op is the operation: "connect", "send", "receive" or "close-write".
+	// Op is the operation: "connect", "handshake" (TLS), "send",
+	// "receive" or "close-write".
 	Op string
 	// Addr is the server's address as given to Dial (or the remote address
 	// of a connection made with New).
@@ -100,6 +102,7 @@ type config struct {
 	codec   framing.Codec
 	timeout time.Duration
 	local   net.Addr
+	tls     *tls.Config
 }
 
 // WithCodec sets the framing codec (default: raw with the default maximum
@@ -149,6 +152,23 @@ func WithLocalAddr(addr net.Addr) Option {
 	return func(cfg *config) error { cfg.local = addr; return nil }
 }
 
+// WithTLS makes the connection speak TLS with cfg: Dial completes the
+// handshake before returning (bounded by ctx and WithTimeout), over TCP or
+// a unix socket; New wraps the connection it is given and handshakes on
+// first use. When cfg.ServerName is empty, Dial verifies the certificate
+// against the host of a "host:port" address (a copy of cfg is made); a
+// unix address has no host, so it needs ServerName or InsecureSkipVerify.
+// CloseWrite sends close_notify and then shuts down the write half.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) error {
+		if cfg == nil {
+			return errors.New("client: nil TLS config")
+		}
+		c.tls = cfg
+		return nil
+	}
+}
+
 // Default read buffer sizes. The buffer grows, up to the codec's largest
 // frame plus its overhead, only while a message bigger than it arrives.
 const (
@@ -194,7 +214,37 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, newError("connect", addr, err, cfg.timeout)
 	}
+	if cfg.tls != nil {
+		if nc, err = handshake(ctx, nc, network, address, cfg); err != nil {
+			return nil, newError("handshake", addr, err, cfg.timeout)
+		}
+	}
 	return newConn(nc, addr, cfg), nil
+}
+
+// handshake runs the TLS client handshake over nc, closing nc if it fails.
+func handshake(ctx context.Context, nc net.Conn, network, address string, cfg *config) (net.Conn, error) {
+	tcfg := cfg.tls
+	if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(address)
+		if network == "unix" || err != nil {
+			nc.Close()
+			return nil, errors.New("TLS over a unix socket needs a server name (tls.Config.ServerName) or InsecureSkipVerify")
+		}
+		tcfg = tcfg.Clone()
+		tcfg.ServerName = host
+	}
+	if cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
+		defer cancel()
+	}
+	tc := tls.Client(nc, tcfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // New wraps a connection made elsewhere (net.Pipe, a socket handed over,
@@ -207,6 +257,9 @@ func New(nc net.Conn, opts ...Option) (*Conn, error) {
 	addr := "?"
 	if ra := nc.RemoteAddr(); ra != nil {
 		addr = netaddr.Format(ra)
+	}
+	if cfg.tls != nil {
+		nc = tls.Client(nc, cfg.tls)
 	}
 	return newConn(nc, addr, cfg), nil
 }
@@ -233,9 +286,21 @@ func newConn(nc net.Conn, addr string, cfg *config) *Conn {
 // Codec returns the connection's framing codec.
 func (c *Conn) Codec() framing.Codec { return c.codec }
 
-// NetConn returns the underlying connection, for socket options. Reading
+// NetConn returns the underlying connection, for socket options (with
+// WithTLS, the *tls.Conn: its NetConn method gives the socket). Reading
 // from it directly skips bytes Receive has already buffered.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// ConnectionState returns the TLS parameters negotiated (version, cipher
+// suite, ALPN protocol, the server's certificates); ok is false without
+// WithTLS.
+func (c *Conn) ConnectionState() (cs tls.ConnectionState, ok bool) {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return cs, false
+	}
+	return tc.ConnectionState(), true
+}
 
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
@@ -264,6 +329,15 @@ func (c *Conn) CloseWrite() error {
 	}
 	if err := cw.CloseWrite(); err != nil {
 		return &Error{Op: "close-write", Addr: c.addr, Err: err}
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// close_notify is sent; now the socket's write half, so the
+		// server reads EOF whether or not it looks at alerts.
+		if cw, ok := tc.NetConn().(interface{ CloseWrite() error }); ok {
+			if err := cw.CloseWrite(); err != nil {
+				return &Error{Op: "close-write", Addr: c.addr, Err: err}
+			}
+		}
 	}
 	return nil
 }

@@ -69,3 +69,38 @@ func ExampleLine() {
 	// "pong"
 	// error: framing: frame exceeds maximum size: line: no delimiter in the first 10 bytes (max frame 8)
 }
+
+// An engine's frame loop: each read is lent to the Accumulator with Feed
+// and decoded where it lies; Done keeps the partial frame at its end, so
+// the read buffer can be reused for the next read.
+func ExampleAccumulator() {
+	split := framing.NewSplitter(framing.Line(0), framing.SplitterOptions{})
+	var acc framing.Accumulator
+	readBuf := make([]byte, 64) // shared by every connection of a loop
+	for _, read := range []string{"GET /a\r\nGET", " /b\r\n", "GET /c"} {
+		n := copy(readBuf, read)
+		acc.Feed(split, readBuf[:n])
+		for {
+			frame, ok, err := acc.Next(split, false)
+			if err != nil {
+				panic(err)
+			}
+			if !ok {
+				break
+			}
+			fmt.Printf("message %q\n", frame)
+		}
+		acc.Done(split)
+		fmt.Printf("holding %d bytes\n", acc.Buffered())
+	}
+	// The peer closes in the middle of a line.
+	_, _, err := acc.Next(split, true)
+	fmt.Println("at EOF:", err)
+	// Output:
+	// message "GET /a"
+	// holding 3 bytes
+	// message "GET /b"
+	// holding 0 bytes
+	// holding 6 bytes
+	// at EOF: framing: stream ended inside a frame: line: stream ended after 6 bytes of a frame
+}

@@ -19,8 +19,9 @@ import (
 //	typed:T=N,...   a type byte T, then exactly N bytes, e.g. typed:a=4,b=16;
 //	                T is one character, or 0xNN for any byte
 //	eof             everything until the peer shuts down its write half
+//	resp            one value of Redis's protocol (RESP2 and RESP3), whole
 //
-// See Raw, Line, Delim, Fixed, Length, Digits, Typed and EOF for each
+// See Raw, Line, Delim, Fixed, Length, Digits, Typed, EOF and RESP for each
 // codec's rules. An invalid spec returns an error wrapping ErrSpec that
 // says what was expected. The codec's String method returns the spec in
 // canonical form, which Parse accepts back.
@@ -42,6 +43,8 @@ func Parse(spec string, maxFrame int) (Codec, error) {
 		return noArg(Line(maxFrame))
 	case "eof":
 		return noArg(EOF(maxFrame))
+	case "resp":
+		return noArg(RESP(maxFrame))
 	case "delim":
 		if len(arg) == 0 || len(arg)%2 != 0 {
 			return nil, specErr(spec, "want an even number of hex digits after delim:, e.g. delim:0d0a")
@@ -88,7 +91,7 @@ func Parse(spec string, maxFrame int) (Codec, error) {
 	case "typed":
 		return parseTyped(spec, arg, maxFrame)
 	}
-	return nil, specErr(spec, "unknown framing %q: want raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,... or eof", name)
+	return nil, specErr(spec, "unknown framing %q: want raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,..., eof or resp", name)
 }
 
 // parseTyped parses the T=N,... list of a typed spec.

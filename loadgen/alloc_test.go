@@ -10,17 +10,28 @@ import (
 // work done for every message, allocate nothing, so a long run puts no
 // load on the garbage collector of the load generator.
 func TestNoAllocsPerMessage(t *testing.T) {
-	for _, spec := range []string{"raw", "line", "len:4", "typed:a=63"} {
-		codec, err := framing.Parse(spec, 0)
+	for _, tc := range []struct{ spec, tmpl string }{
+		{"raw", ""}, {"line", ""}, {"len:4", ""}, {"typed:a=63", ""},
+		{"raw", "k{rand:1-100}:{bytes:8}"}, {"line", "GET key:{rand:1-100000} {counter}"},
+		{"resp", "SET key:{rand:1-100000} {bytes:16}"},
+	} {
+		spec := tc.spec + " " + tc.tmpl
+		codec, err := framing.Parse(tc.spec, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := validate(Config{Addr: "127.0.0.1:1", Conns: 1, Size: 64, Pipeline: 4, Duration: 1, Codec: codec})
+		cfg := Config{Addr: "127.0.0.1:1", Conns: 1, Size: 64, Pipeline: 4, Duration: 1, Codec: codec}
+		if tc.tmpl != "" {
+			if cfg.Template, err = ParseTemplate(tc.tmpl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := validate(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := newFlow(c.proto, 3, 4)
 		st := newStats()
+		f := newFlow(c.proto, 3, 4, st.prog)
 		out := make([]byte, 0, 4096)
 		// Warm up the buffers that grow once.
 		for i := 0; i < 8; i++ {

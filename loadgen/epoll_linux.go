@@ -85,6 +85,8 @@ type econn struct {
 	f       *flow // nil for an idle connection
 	out     []byte
 	outOff  int
+	reopen  bool   // reconnected after the server closed it
+	base    uint64 // replies received when it (re)opened
 }
 
 // eworker is one epoll thread and its connections.
@@ -111,7 +113,6 @@ type eworker struct {
 	quota    int64
 	sched    schedule
 	slot     uint64
-	armed    int64 // when the timerfd is set to fire, 0 when disarmed
 
 	start       chan *timeline
 	trafficDone chan struct{}
@@ -132,7 +133,7 @@ func newEpollDriver(c *config) (*epollDriver, error) {
 		}
 		active, idle := assign(c, i)
 		for _, id := range active {
-			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline)}
+			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline, w.st.prog)}
 			w.active = append(w.active, ec)
 			w.conns = append(w.conns, ec)
 		}
@@ -494,10 +495,18 @@ func (w *eworker) finishConnect(ec *econn, t int64) {
 
 func (w *eworker) opened(ec *econn) {
 	ec.state = stateOpen
-	if !ec.idle {
-		w.live++
+	if !ec.reopen {
+		if !ec.idle {
+			w.live++
+		}
+		w.st.prog.connected.Add(1)
 	}
-	w.st.prog.connected.Add(1)
+	if ec.f != nil {
+		ec.base = ec.f.recvd.Load()
+	}
+	if c := w.d.c; c.ProxyHeader != "" {
+		w.sendProxyHeader(ec)
+	}
 }
 
 // kill closes a connection for good.
@@ -506,7 +515,7 @@ func (w *eworker) kill(ec *econn) {
 		unix.Close(ec.fd) // also removes it from the epoll set
 		ec.fd = -1
 	}
-	if ec.f != nil && ec.state == stateOpen {
+	if ec.f != nil && (ec.state == stateOpen || (ec.reopen && ec.state == stateConnecting)) {
 		w.inflight -= int64(ec.f.inflight())
 		w.live--
 	}
@@ -525,12 +534,7 @@ func (w *eworker) trafficPhase(tl *timeline) {
 	if c.Rate > 0 && len(w.active) > 0 {
 		// This worker's share of the rate, one connection after another.
 		w.sched = schedule{t0: tl.t0, tick: 1e9 * float64(c.Conns) / (c.Rate * float64(len(w.active))), n: uint64(len(w.active))}
-		var err error
-		if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err == nil {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evTimer}
-			err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.tfd, &ev)
-		}
-		if err != nil {
+		if err := w.startTicker(); err != nil {
 			w.st.connError(now(), "timerfd: %v", err)
 			return
 		}
@@ -561,15 +565,24 @@ func (w *eworker) trafficPhase(tl *timeline) {
 			case idx == evWake:
 				w.aborted = true
 			case idx == evTimer:
+				// One read per tick, however many messages it sends.
 				var buf [8]byte
 				unix.Read(w.tfd, buf[:])
-				w.armed = 0
 			default:
 				ec := w.conns[idx]
+				t = now()
+				if ec.state == stateConnecting {
+					// A reconnect completing.
+					w.finishConnect(ec, t)
+					if ec.state == stateOpen {
+						w.fill(ec, t)
+						w.flush(ec)
+					}
+					continue
+				}
 				if ec.state != stateOpen {
 					continue
 				}
-				t = now()
 				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 					w.readConn(ec, t)
 				}
@@ -588,6 +601,10 @@ func (w *eworker) trafficPhase(tl *timeline) {
 		if w.sending && (t >= tl.me || (c.Requests > 0 && w.quota == 0 && t >= tl.ms) || (w.live == 0 && len(w.active) > 0)) {
 			w.sending = false
 			w.drainEnd = t + int64(c.DrainTimeout)
+			w.st.sendEnd = min(t, tl.me)
+			if openLoop {
+				w.st.behind += w.backlog(w.st.sendEnd)
+			}
 		}
 		w.st.publish()
 		if !w.sending {
@@ -610,7 +627,9 @@ func (w *eworker) trafficPhase(tl *timeline) {
 }
 
 // fill queues as many messages on ec as its pipeline, the schedule and the
-// request quota allow at t.
+// request quota allow at t. A message counts when it is sent inside the
+// measured window; in open loop its latency runs from when it was due, so
+// one sent late because the server fell behind carries the wait.
 func (w *eworker) fill(ec *econn, t int64) {
 	if !w.sending {
 		return
@@ -618,6 +637,14 @@ func (w *eworker) fill(ec *econn, t int64) {
 	c := w.d.c
 	f := ec.f
 	tl := w.tl
+	if t >= tl.me {
+		if c.Rate == 0 {
+			return
+		}
+		// Open loop, the last pass just after the end: what was due
+		// before it still goes, as sent in the window.
+		t = tl.me - 1
+	}
 	for f.inflight() < f.pipe {
 		at := t
 		if c.Rate > 0 {
@@ -625,10 +652,7 @@ func (w *eworker) fill(ec *econn, t int64) {
 				return
 			}
 		}
-		if at >= tl.me {
-			return
-		}
-		measured := at >= tl.ms
+		measured := t >= tl.ms
 		if measured && c.Requests > 0 {
 			if w.quota == 0 {
 				return
@@ -637,32 +661,6 @@ func (w *eworker) fill(ec *econn, t int64) {
 		}
 		ec.out = f.appendNext(ec.out, at, measured)
 		w.inflight++
-	}
-}
-
-// runSlots walks the open-loop schedule up to t, giving each due slot's
-// connection the chance to send, then arms the timer for the next slot.
-func (w *eworker) runSlots(t int64) {
-	for {
-		at := w.sched.t0 + int64(float64(w.slot)*w.sched.tick)
-		if at >= w.tl.me {
-			return
-		}
-		if at > t {
-			if w.armed != at {
-				w.armed = at
-				d := max(at-t, 1)
-				spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
-				unix.TimerfdSettime(w.tfd, 0, &spec, nil)
-			}
-			return
-		}
-		ec := w.active[w.slot%w.sched.n]
-		w.slot++
-		if ec.state == stateOpen {
-			w.fill(ec, t)
-			w.flush(ec)
-		}
 	}
 }
 
@@ -678,8 +676,11 @@ func (w *eworker) readConn(ec *econn, t int64) {
 		w.st.connError(t, "idle connection %d: %v", ec.id, closedBy(err))
 		w.kill(ec)
 		return
+	case err == nil && n == 0 && w.traffic && !w.d.c.CloseIsError && ec.f.recvd.Load() > ec.base:
+		w.reconnect(ec, t)
+		return
 	case err != nil || n == 0:
-		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load())
+		w.st.connError(t, "connection %d: %v after %d replies", ec.id, closedBy(err), ec.f.recvd.Load()-ec.base)
 		w.kill(ec)
 		return
 	case ec.idle || !w.traffic:

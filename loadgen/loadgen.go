@@ -15,7 +15,19 @@
 // (Rate > 0) sends on a fixed schedule and measures each message's latency
 // from the time it was meant to be sent, not from when it went out, so a
 // stalled server cannot hide its stall by holding the load back
-// ("coordinated omission"; the method of wrk2).
+// ("coordinated omission"; the method of wrk2). A server that falls behind
+// gets every message that came due as soon as a pipeline slot frees, each
+// carrying its wait; a message counts when it is sent inside the measured
+// window, whenever it was due. One periodic timer per worker paces the
+// schedule, never one per message, so the schedule holds up to what the
+// load's CPUs can send. The Result gives the offered and the achieved
+// rate, and says when the target was missed.
+//
+// Beyond echo servers: payload templates with per-message fields
+// (Template), replies that are merely well framed (ExpectAny) or framed
+// differently (ReplyCodec), Redis's protocol (framing resp), reconnection
+// when a server closes connections cleanly (a keep-alive limit), and PROXY
+// protocol headers (ProxyHeader).
 //
 // Latencies go into one HDR histogram per worker, merged at the end. A
 // warm-up period is run first and left out of every figure. With
@@ -35,15 +47,15 @@ package loadgen
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"switchboard/framing"
 	"switchboard/internal/netaddr"
@@ -106,6 +118,11 @@ type Config struct {
 	// data (Size is then len(Payload)); with ExpectEcho each reply is
 	// compared with it.
 	Payload []byte
+	// Template, when set, renders every message afresh from its fields
+	// (counter, random integers, random bytes); see Template. It excludes
+	// Payload. With ExpectEcho each reply is compared with the message
+	// rendered for it.
+	Template *Template
 	// Pipeline is the number of messages in flight per connection
 	// (default 1).
 	Pipeline int
@@ -124,8 +141,25 @@ type Config struct {
 	// Codec frames the messages (nil: raw, a byte stream in which each
 	// reply is recognised by its length).
 	Codec framing.Codec
+	// ReplyCodec frames the replies when they are framed differently
+	// from the requests (nil: Codec).
+	ReplyCodec framing.Codec
 	// Expect is ExpectEcho (default) or ExpectAny.
 	Expect Expect
+	// CloseIsError makes a connection the server closes an error. By
+	// default a clean close (FIN, not a reset) after at least one reply is
+	// a keep-alive limit: the connection is opened again and counted in
+	// Result.Reconnects, and the messages it had in flight, never
+	// answered, in Result.Abandoned. A reset is still an error: a server
+	// that closes with requests unread (pipelined past its limit) resets
+	// the connection, unless it lingers as nginx does.
+	CloseIsError bool
+	// ProxyHeader, "v1" or "v2", opens every connection with a PROXY
+	// protocol header of that version, as a balancer would: the source is
+	// the connection's own address, or ProxySource ("ip:port") when set,
+	// the destination the server's address.
+	ProxyHeader string
+	ProxySource string
 	// SourceIPs spreads the connections over the source addresses
 	// 127.0.0.1 to 127.0.0.N (IP_BIND_ADDRESS_NO_PORT keeps the port free
 	// until connect), so more connections than one source address's
@@ -266,6 +300,11 @@ type LoadStats struct {
 	RunQueueWait time.Duration `json:"run_queue_wait_ns"`
 }
 
+// RateTolerance is the shortfall of the achieved rate below the offered
+// one that Result.RateMissed tolerates: the schedule's own granularity and
+// the replies still in flight when sending stops.
+const RateTolerance = 0.02
+
 // SaturationThreshold is the CPU utilisation from which a process counts as
 // saturated.
 const SaturationThreshold = 0.9
@@ -296,19 +335,24 @@ type Result struct {
 	// The configuration run, defaults filled in. Workers counts the epoll
 	// driver's threads (0 for the goroutine driver, which runs two
 	// goroutines per connection).
-	Addr     string        `json:"addr"`
-	Driver   string        `json:"driver"`
-	Workers  int           `json:"workers"`
-	Conns    int           `json:"conns"`
-	Idle     int           `json:"idle"`
-	Size     int           `json:"size"`
-	Pipeline int           `json:"pipeline"`
-	Rate     float64       `json:"rate"`
-	Framing  string        `json:"framing"`
-	Expect   Expect        `json:"expect"`
-	Warmup   time.Duration `json:"warmup_ns"`
-	Duration time.Duration `json:"duration_ns"`
-	Requests int64         `json:"requests"`
+	Addr     string  `json:"addr"`
+	Driver   string  `json:"driver"`
+	Workers  int     `json:"workers"`
+	Conns    int     `json:"conns"`
+	Idle     int     `json:"idle"`
+	Size     int     `json:"size"`
+	Pipeline int     `json:"pipeline"`
+	Rate     float64 `json:"rate"`
+	Framing  string  `json:"framing"`
+	// ReplyFraming is set when replies are framed differently; Payload
+	// is the payload or template given, if any.
+	ReplyFraming string        `json:"reply_framing,omitempty"`
+	Payload      string        `json:"payload,omitempty"`
+	ProxyHeader  string        `json:"proxy_header,omitempty"`
+	Expect       Expect        `json:"expect"`
+	Warmup       time.Duration `json:"warmup_ns"`
+	Duration     time.Duration `json:"duration_ns"`
+	Requests     int64         `json:"requests"`
 
 	// Connected is how many connections were established, ConnectTime how
 	// long that took.
@@ -325,8 +369,24 @@ type Result struct {
 	MsgsPerSec float64 `json:"msgs_per_sec"`
 	// MBPerSec is payload megabytes (10^6) per second in each direction.
 	MBPerSec float64 `json:"mb_per_sec"`
-	Latency  Latency `json:"latency"`
-	Errors   Errors  `json:"errors"`
+	// Open loop only. OfferedRate is the rate asked for; AchievedRate the
+	// measured replies per second of the sending window; Shortfall is
+	// 1 - AchievedRate/OfferedRate (0 when the rate was met); Behind counts
+	// the messages due in the window that were never sent, because the
+	// pipeline was full of unanswered ones. RateMissed is set when the
+	// shortfall passed RateTolerance: the run did not reach its target,
+	// and its latencies are those of an overloaded server.
+	OfferedRate  float64 `json:"offered_rate,omitempty"`
+	AchievedRate float64 `json:"achieved_rate,omitempty"`
+	Shortfall    float64 `json:"shortfall,omitempty"`
+	Behind       int64   `json:"behind,omitempty"`
+	RateMissed   bool    `json:"rate_missed,omitempty"`
+	// Reconnects counts connections the server closed cleanly and that
+	// were opened again; Abandoned the messages they had in flight.
+	Reconnects int64   `json:"reconnects,omitempty"`
+	Abandoned  int64   `json:"abandoned,omitempty"`
+	Latency    Latency `json:"latency"`
+	Errors     Errors  `json:"errors"`
 
 	Server *ServerStats `json:"server,omitempty"`
 	Load   LoadStats    `json:"load"`
@@ -337,17 +397,22 @@ type Result struct {
 	Counters map[string]float64 `json:"counters,omitempty"`
 	// Warnings are figures that could not be taken, and why.
 	Warnings []string `json:"warnings,omitempty"`
+	// Histogram holds every measured latency (nanoseconds), its start and
+	// end times set to the measured window's wall-clock times, for an
+	// HdrHistogram interval log. It is not part of the JSON.
+	Histogram *hdrhistogram.Histogram `json:"-"`
 }
 
 // config is a validated Config with everything derived from it.
 type config struct {
 	Config
-	network string // "tcp" or "unix"
-	address string // for the net package
-	tcpAddr *net.TCPAddr
-	proto   *proto
-	workers int
-	cpus    int
+	network  string // "tcp" or "unix"
+	address  string // for the net package
+	tcpAddr  *net.TCPAddr
+	proto    *proto
+	proxySrc *net.TCPAddr
+	workers  int
+	cpus     int
 }
 
 func configErr(format string, args ...any) error {
@@ -439,6 +504,27 @@ func validate(cfg Config) (*config, error) {
 	if c.Codec == nil {
 		c.Codec = framing.Raw(0)
 	}
+	if c.ReplyCodec == nil {
+		c.ReplyCodec = c.Codec
+	}
+	if c.Template != nil && c.Payload != nil {
+		return nil, configErr("a payload and a template exclude each other")
+	}
+	switch c.ProxyHeader {
+	case "", "v1", "v2":
+	default:
+		return nil, configErr("proxy header must be v1 or v2, not %q", c.ProxyHeader)
+	}
+	if c.ProxySource != "" {
+		if c.ProxyHeader == "" {
+			return nil, configErr("a proxy source needs a proxy header version")
+		}
+		ap, err := netip.ParseAddrPort(c.ProxySource)
+		if err != nil {
+			return nil, configErr("proxy source %q: want ip:port", c.ProxySource)
+		}
+		c.proxySrc = net.TCPAddrFromAddrPort(ap)
+	}
 	p, err := newProto(c)
 	if err != nil {
 		return nil, err
@@ -481,205 +567,4 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func Check(cfg Config) error {
 	_, err := validate(cfg)
 	return err
-}
-
-// ---------------------------------------------------------------- payloads
-
-// patternPeriod is the number of distinct window offsets into the payload
-// pattern: a prime, so that offsets built from connection and sequence
-// numbers spread over all of it.
-const patternPeriod = 65521
-
-// proto is the immutable message protocol of a run, shared by all workers:
-// how to build message k of connection c and how to check its reply.
-type proto struct {
-	codec   framing.Codec
-	framed  bool // false: raw byte stream, replies recognised by length
-	echo    bool // replies are compared
-	msgLen  int  // payload bytes of one message, type byte included
-	fixed   []byte
-	prefix  []byte // typed framing: the type byte, before the pattern window
-	pattern []byte // patternPeriod + msgLen bytes
-}
-
-func newProto(c *config) (*proto, error) {
-	codec := c.Codec
-	spec := codec.String()
-	name, arg, _ := strings.Cut(spec, ":")
-	p := &proto{codec: codec, framed: name != "raw", echo: c.Expect == ExpectEcho}
-	if name == "eof" {
-		return nil, configErr("framing eof carries one message per connection; bench needs a framing that carries many")
-	}
-	if !p.framed && !p.echo {
-		return nil, configErr("expect any needs a framing that delimits replies (line, len:4, ...), not raw")
-	}
-	if c.Payload != nil {
-		if len(c.Payload) == 0 {
-			return nil, configErr("empty payload")
-		}
-		if _, err := codec.Append(nil, c.Payload); err != nil {
-			return nil, configErr("payload cannot be framed as %s: %v", spec, err)
-		}
-		if !p.framed && len(c.Payload) == 0 {
-			return nil, configErr("raw framing needs a non-empty payload")
-		}
-		p.fixed = c.Payload
-		p.msgLen = len(c.Payload)
-		return p, nil
-	}
-	size := c.Size
-	if size == 0 {
-		size = DefaultSize
-		if name == "fixed" {
-			size = codec.MaxFrame()
-		}
-	}
-	if size < 0 {
-		return nil, configErr("negative size %d", size)
-	}
-	if size == 0 && !p.framed {
-		return nil, configErr("raw framing cannot carry empty messages")
-	}
-	if size > codec.MaxFrame() {
-		return nil, configErr("size %d exceeds the framing's maximum frame %d", size, codec.MaxFrame())
-	}
-	// Bytes that would end a frame early must not appear in a payload.
-	var exclude []byte
-	switch name {
-	case "line":
-		exclude = []byte("\r\n")
-	case "delim":
-		d, err := hex.DecodeString(arg)
-		if err != nil {
-			return nil, configErr("cannot read the delimiter of %s: %v", spec, err)
-		}
-		exclude = d
-	case "typed":
-		t, err := typedPrefix(arg, size)
-		if err != nil {
-			return nil, configErr("%s: %v", spec, err)
-		}
-		p.prefix = []byte{t}
-	}
-	p.msgLen = size
-	p.pattern = makePattern(patternPeriod+size, exclude)
-	msg := p.message(nil, 0, 0)
-	if _, err := codec.Append(nil, msg); err != nil {
-		return nil, configErr("%d-byte messages cannot be framed as %s: %v", size, spec, err)
-	}
-	return p, nil
-}
-
-// typedPrefix finds the type byte of a typed spec ("a=4,0x07=16") whose
-// messages, type byte included, are size bytes long.
-func typedPrefix(arg string, size int) (byte, error) {
-	var sizes []string
-	for entry := range strings.SplitSeq(arg, ",") {
-		i := strings.LastIndexByte(entry, '=')
-		if i < 0 {
-			continue
-		}
-		tok, num := entry[:i], entry[i+1:]
-		n, err := strconv.Atoi(num)
-		if err != nil {
-			continue
-		}
-		sizes = append(sizes, strconv.Itoa(n+1))
-		if n+1 != size {
-			continue
-		}
-		if len(tok) == 1 {
-			return tok[0], nil
-		}
-		if b, err := hex.DecodeString(strings.TrimPrefix(strings.TrimPrefix(tok, "0x"), "0X")); err == nil && len(b) == 1 {
-			return b[0], nil
-		}
-	}
-	return 0, fmt.Errorf("no type has %d-byte messages (type byte included); sizes: %s", size, strings.Join(sizes, ", "))
-}
-
-// makePattern returns n pseudo-random bytes (a fixed seed, so runs repeat)
-// drawn from the byte values not in exclude.
-func makePattern(n int, exclude []byte) []byte {
-	var alphabet []byte
-	for b := 0; b < 256; b++ {
-		if indexByte(exclude, byte(b)) < 0 {
-			alphabet = append(alphabet, byte(b))
-		}
-	}
-	out := make([]byte, n)
-	x := uint64(0x9E3779B97F4A7C15)
-	for i := range out {
-		// xorshift64*: cheap, good enough to make windows distinct.
-		x ^= x >> 12
-		x ^= x << 25
-		x ^= x >> 27
-		out[i] = alphabet[(x*0x2545F4914F6CDD1D>>32)%uint64(len(alphabet))]
-	}
-	return out
-}
-
-func indexByte(s []byte, b byte) int {
-	for i, c := range s {
-		if c == b {
-			return i
-		}
-	}
-	return -1
-}
-
-// body returns the pattern window of message seq of connection conn: the
-// payload after any type byte. It aliases the shared pattern.
-func (p *proto) body(conn int, seq uint64) []byte {
-	if p.fixed != nil {
-		return p.fixed
-	}
-	n := p.msgLen - len(p.prefix)
-	off := (uint64(conn)*40503 + seq*131) % patternPeriod
-	return p.pattern[off : off+uint64(n) : off+uint64(n)]
-}
-
-// message returns message seq of connection conn as one slice: the shared
-// pattern window itself, or, with a type byte, built in scratch.
-func (p *proto) message(scratch []byte, conn int, seq uint64) []byte {
-	b := p.body(conn, seq)
-	if len(p.prefix) == 0 {
-		return b
-	}
-	return append(append(scratch[:0], p.prefix...), b...)
-}
-
-// equal reports whether frame is message seq of connection conn, and where
-// it first differs when not.
-func (p *proto) equal(frame []byte, conn int, seq uint64) (bool, int) {
-	if len(p.prefix) > 0 {
-		if len(frame) == 0 || frame[0] != p.prefix[0] {
-			return false, 0
-		}
-		ok, at := equalAt(frame[1:], p.body(conn, seq))
-		return ok, at + 1
-	}
-	return equalAt(frame, p.body(conn, seq))
-}
-
-// equalAt compares got with want: equal, or the first differing offset.
-func equalAt(got, want []byte) (bool, int) {
-	if string(got) == string(want) {
-		return true, 0
-	}
-	n := min(len(got), len(want))
-	for i := 0; i < n; i++ {
-		if got[i] != want[i] {
-			return false, i
-		}
-	}
-	return false, n
-}
-
-// describeMismatch says how frame differs from what was expected.
-func describeMismatch(conn int, seq uint64, got, want []byte, at int) string {
-	if len(got) != len(want) && at >= min(len(got), len(want)) {
-		return fmt.Sprintf("connection %d, message %d: reply of %d bytes, sent %d", conn, seq, len(got), len(want))
-	}
-	return fmt.Sprintf("connection %d, message %d: byte %d is 0x%02x, sent 0x%02x", conn, seq, at, got[at], want[at])
 }

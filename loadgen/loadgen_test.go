@@ -183,7 +183,7 @@ func TestMismatchDetected(t *testing.T) {
 					Addr: addr, Conns: 2, Size: 64, Codec: codec, Duration: 200 * time.Millisecond, Driver: drv,
 				})
 				if res.Errors.Mismatches != 1 || res.Errors.Total() != 1 {
-					t.Fatalf("errors %+v, want exactly one mismatch", res.Errors)
+					t.Fatalf("errors %+v, want exactly one mismatch (messages %d, elapsed %v, connect %v)", res.Errors, res.Messages, res.Elapsed, res.ConnectTime)
 				}
 				if res.Errors.FirstMismatch == "" {
 					t.Fatal("mismatch not described")
@@ -207,14 +207,16 @@ func (closer) OnMessage(c switchboard.Conn, msg []byte) {
 	c.Write(msg)
 }
 
+// A server that closes connections is an error when asked; by default
+// the load reconnects, which TestReconnect checks.
 func TestServerCloses(t *testing.T) {
 	codec, _ := framing.Parse("line", 0)
 	for _, drv := range drivers() {
 		t.Run(drv, func(t *testing.T) {
 			addr := serve(t, closer{}, "line")
-			res := run(t, loadgen.Config{Addr: addr, Conns: 3, Codec: codec, Duration: 200 * time.Millisecond, Driver: drv})
-			if res.Errors.Conn != 3 || res.Errors.First == "" {
-				t.Fatalf("errors %+v, want 3 lost connections", res.Errors)
+			res := run(t, loadgen.Config{Addr: addr, Conns: 3, Codec: codec, Duration: 200 * time.Millisecond, Driver: drv, CloseIsError: true})
+			if res.Errors.Conn != 3 || res.Errors.First == "" || res.Reconnects != 0 {
+				t.Fatalf("errors %+v, reconnects %d, want 3 lost connections", res.Errors, res.Reconnects)
 			}
 		})
 	}
@@ -385,6 +387,12 @@ func TestConfigErrors(t *testing.T) {
 		"source ips range": func(c *loadgen.Config) { c.SourceIPs = 300 },
 		"driver":           func(c *loadgen.Config) { c.Driver = "threads" },
 		"too large":        func(c *loadgen.Config) { c.Size = 2 << 20 },
+		"proxy version":    func(c *loadgen.Config) { c.ProxyHeader = "v3" },
+		"proxy source":     func(c *loadgen.Config) { c.ProxyHeader = "v1"; c.ProxySource = "nowhere" },
+		"source no header": func(c *loadgen.Config) { c.ProxySource = "10.0.0.1:5" },
+		"resp no payload":  func(c *loadgen.Config) { c.Codec, _ = framing.Parse("resp", 0) },
+		"payload and tmpl": func(c *loadgen.Config) { c.Payload = []byte("x"); c.Template, _ = loadgen.ParseTemplate("{seq}") },
+		"any raw reply":    func(c *loadgen.Config) { c.Codec = line; c.ReplyCodec = framing.Raw(0); c.Expect = loadgen.ExpectAny },
 	} {
 		cfg := ok
 		mod(&cfg)

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -38,9 +39,16 @@ type netDriver struct {
 type gconn struct {
 	id, idx int
 	idle    bool
-	nc      net.Conn
+	box     atomic.Pointer[connBox] // the connection, replaced on a reconnect
 	f       *flow
-	st      *stats
+
+	// mu serialises building and writing a batch with a reconnect, so a
+	// message is either abandoned with the old connection or sent on the
+	// new one. reconnected is closed (and replaced) by each reconnect.
+	mu          sync.Mutex
+	reconnected chan struct{}
+	base        uint64 // replies received when the connection (re)opened
+	st          *stats
 
 	credits chan struct{} // one per free pipeline slot
 	gone    chan struct{} // closed when the reader is done
@@ -56,7 +64,7 @@ func newNetDriver(c *config) (*netDriver, error) {
 	for i := 0; i < c.Conns+c.Idle; i++ {
 		gc := &gconn{id: i, idx: i, idle: i >= c.Conns, st: d.shards[i%len(d.shards)]}
 		if !gc.idle {
-			gc.f = newFlow(c.proto, i, c.Pipeline)
+			gc.f = newFlow(c.proto, i, c.Pipeline, gc.st.prog)
 		}
 		d.conns = append(d.conns, gc)
 	}
@@ -101,6 +109,25 @@ func (d *netDriver) connect(ctx context.Context) {
 const maxPendingDials = 256
 
 func (d *netDriver) dial(ctx context.Context, gc *gconn) {
+	nc, err := d.open(ctx, gc)
+	st := gc.st
+	if err != nil {
+		st.mu.Lock()
+		st.connectError(now(), "connect to %s: %v", d.c.Addr, err)
+		st.mu.Unlock()
+		gc.dead.Store(true)
+		return
+	}
+	gc.box.Store(&connBox{nc})
+	st.prog.connected.Add(1)
+	if gc.idle {
+		d.wg.Add(1)
+		go d.idleReader(gc)
+	}
+}
+
+// open connects to the server for gc, PROXY header and all.
+func (d *netDriver) open(ctx context.Context, gc *gconn) (net.Conn, error) {
 	c := d.c
 	dl := net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: -1}
 	if c.SourceIPs > 0 {
@@ -109,23 +136,27 @@ func (d *netDriver) dial(ctx context.Context, gc *gconn) {
 		dl.Control = bindNoPortControl
 	}
 	nc, err := dl.DialContext(ctx, c.network, c.address)
-	st := gc.st
 	if err != nil {
-		st.mu.Lock()
-		st.connectError(now(), "connect to %s: %v", c.Addr, err)
-		st.mu.Unlock()
-		gc.dead.Store(true)
-		return
+		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	gc.nc = nc
-	st.prog.connected.Add(1)
-	if gc.idle {
-		d.wg.Add(1)
-		go d.idleReader(gc)
+	if c.ProxyHeader != "" {
+		var srcAddr, dstAddr net.Addr = nc.LocalAddr(), nc.RemoteAddr()
+		if c.proxySrc != nil {
+			srcAddr = c.proxySrc
+		}
+		hdr, _ := AppendProxyHeader(nil, c.ProxyHeader, srcAddr, dstAddr) // validated already
+		nc.SetWriteDeadline(time.Now().Add(c.ConnectTimeout))
+		_, err := nc.Write(hdr)
+		nc.SetWriteDeadline(time.Time{})
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("PROXY header: %w", err)
+		}
 	}
+	return nc, nil
 }
 
 // idleReader watches an idle connection: anything but our own close is an
@@ -133,7 +164,7 @@ func (d *netDriver) dial(ctx context.Context, gc *gconn) {
 func (d *netDriver) idleReader(gc *gconn) {
 	defer d.wg.Done()
 	var b [1]byte
-	n, err := gc.nc.Read(b[:])
+	n, err := gc.conn().Read(b[:])
 	if d.closing.Load() {
 		return
 	}
@@ -160,7 +191,7 @@ func (d *netDriver) traffic(ctx context.Context, tl *timeline) {
 	defer stop()
 	var wg sync.WaitGroup
 	for _, gc := range d.conns {
-		if gc.idle || gc.nc == nil {
+		if gc.idle || gc.box.Load() == nil {
 			continue
 		}
 		gc.credits = make(chan struct{}, d.c.Pipeline)
@@ -168,6 +199,7 @@ func (d *netDriver) traffic(ctx context.Context, tl *timeline) {
 			gc.credits <- struct{}{}
 		}
 		gc.gone = make(chan struct{})
+		gc.reconnected = make(chan struct{})
 		wg.Add(2)
 		go func() { defer wg.Done(); d.writer(gc, tl) }()
 		go func() { defer wg.Done(); d.reader(gc) }()
@@ -190,19 +222,38 @@ func (d *netDriver) writer(gc *gconn, tl *timeline) {
 	}
 	buf := make([]byte, 0, c.Pipeline*(c.proto.msgLen+c.Codec.Overhead()))
 	defer func() {
+		end := min(now(), tl.me)
+		gc.st.mu.Lock()
+		gc.st.sendEnd = max(gc.st.sendEnd, end)
+		if c.Rate > 0 {
+			gc.st.behind += max(int64(sched.dueBefore(end, gc.idx))-int64(f.sent.Load()), 0)
+		}
+		gc.st.mu.Unlock()
 		gc.stopped.Store(true)
 		// Wake the reader now if nothing is in flight; otherwise give the
 		// replies the drain timeout.
+		gc.mu.Lock()
+		defer gc.mu.Unlock()
 		if f.inflight() == 0 {
-			gc.nc.SetReadDeadline(time.Now())
+			gc.conn().SetReadDeadline(time.Now())
 		} else {
-			gc.nc.SetReadDeadline(time.Now().Add(c.DrainTimeout))
+			gc.conn().SetReadDeadline(time.Now().Add(c.DrainTimeout))
 		}
 	}()
+	// The end of the window stops a writer that waits for a credit a
+	// silent server never hands back.
+	var end <-chan time.Time
+	if tl.me != math.MaxInt64 {
+		tm := time.NewTimer(time.Duration(tl.me - now()))
+		defer tm.Stop()
+		end = tm.C
+	}
 	for {
 		select {
 		case <-gc.credits:
 		case <-gc.gone:
+			return
+		case <-end:
 			return
 		}
 		n := 1
@@ -218,35 +269,86 @@ func (d *netDriver) writer(gc *gconn, tl *timeline) {
 				}
 			}
 		}
+		if c.Rate > 0 {
+			// One message at a time (n is 1), when it is due.
+			if w := sched.due(f.sent.Load(), gc.idx) - now(); w > 0 && !sleepCh(gc.gone, time.Duration(w)) {
+				return
+			}
+		}
+		gc.mu.Lock()
 		buf = buf[:0]
-		done := false
-		for i := 0; i < n && !done; i++ {
+		done, exhausted := false, false
+		i := 0
+		for ; i < n && !done && !exhausted; i++ {
 			at := now()
 			if c.Rate > 0 {
 				at = sched.due(f.sent.Load(), gc.idx)
-				if w := at - now(); w > 0 && !sleepCh(gc.gone, time.Duration(w)) {
-					return
-				}
 			}
-			if at >= tl.me {
+			// A message counts when it is sent inside the window; in open
+			// loop its latency runs from when it was due.
+			t := now()
+			if t >= tl.me {
 				done = true
 				break
 			}
-			measured := at >= tl.ms
+			measured := t >= tl.ms
 			if measured && c.Requests > 0 && d.quota.Add(-1) < 0 {
-				done = true
+				d.quota.Add(1)
+				exhausted = true
 				break
 			}
 			buf = f.appendNext(buf, at, measured)
 		}
+		var err error
 		if len(buf) > 0 {
-			if _, err := gc.nc.Write(buf); err != nil {
-				d.fail(gc, "connection %d: write: %v", gc.id, err)
-				return
-			}
+			_, err = gc.conn().Write(buf)
+		}
+		reconnected := gc.reconnected
+		gc.mu.Unlock()
+		if err != nil && !d.awaitReconnect(gc, reconnected) {
+			d.fail(gc, "connection %d: write: %v", gc.id, err)
+			return
 		}
 		if done {
 			return
+		}
+		if exhausted {
+			for ; i < n; i++ {
+				gc.credits <- struct{}{} // unspent: never blocks
+			}
+			if !d.awaitQuota(gc, end) {
+				return
+			}
+		}
+	}
+}
+
+// awaitQuota holds a writer whose quota ran out while its replies are in
+// flight: a reconnect may abandon some and give their quota back. It
+// reports whether there is quota to send again.
+func (d *netDriver) awaitQuota(gc *gconn, end <-chan time.Time) bool {
+	f := gc.f
+	tk := time.NewTicker(time.Millisecond)
+	defer tk.Stop()
+	last, since := f.recvd.Load(), time.Now()
+	for {
+		if d.quota.Load() > 0 {
+			return true
+		}
+		if f.inflight() == 0 {
+			return false
+		}
+		select {
+		case <-gc.gone:
+			return false
+		case <-end:
+			return false
+		case <-tk.C:
+		}
+		if r := f.recvd.Load(); r != last {
+			last, since = r, time.Now()
+		} else if time.Since(since) > d.c.DrainTimeout {
+			return false
 		}
 	}
 }
@@ -259,7 +361,7 @@ func (d *netDriver) reader(gc *gconn) {
 	st := gc.st
 	rbuf := make([]byte, 64<<10)
 	for {
-		n, err := gc.nc.Read(rbuf)
+		n, err := gc.conn().Read(rbuf)
 		if n > 0 {
 			t := now()
 			st.mu.Lock()
@@ -282,6 +384,13 @@ func (d *netDriver) reader(gc *gconn) {
 			if d.closing.Load() {
 				return
 			}
+			if errors.Is(err, io.EOF) && !d.c.CloseIsError && f.recvd.Load() > gc.base {
+				// A clean close after replies: a keep-alive limit.
+				if d.reconnect(gc) {
+					continue
+				}
+				return
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && gc.stopped.Load() {
 				lost := int64(f.inflight())
@@ -297,6 +406,88 @@ func (d *netDriver) reader(gc *gconn) {
 	}
 }
 
+// connBox holds a connection for an atomic pointer.
+type connBox struct{ net.Conn }
+
+func (gc *gconn) conn() net.Conn { return gc.box.Load().Conn }
+
+// reconnect replaces a connection the server closed cleanly, as the epoll
+// driver does: what was in flight is abandoned, its credits come back, and
+// the writer goes on with the new connection. It reports false when the
+// connection is done for (sending stopped, the run is closing, or the
+// connect failed, which is counted).
+func (d *netDriver) reconnect(gc *gconn) bool {
+	c := d.c
+	f := gc.f
+	st := gc.st
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	lost := f.inflight()
+	refund := int64(0)
+	for k := f.recvd.Load(); k < f.sent.Load(); k++ {
+		if f.times[k%f.pipe].Load() > 0 {
+			refund++
+		}
+	}
+	if c.Requests > 0 {
+		// Before the messages leave the flight: a writer waiting for
+		// quota sees it come back before it sees nothing in flight.
+		d.quota.Add(refund)
+	}
+	f.recvd.Store(f.sent.Load())
+	f.off, f.bad, f.pending = 0, false, f.pending[:0]
+	st.mu.Lock()
+	st.abandoned += int64(lost)
+	st.mu.Unlock()
+	for i := uint64(0); i < lost; i++ {
+		gc.credits <- struct{}{} // never blocks: credits + in flight = pipeline
+	}
+	old := gc.conn()
+	old.Close()
+	if gc.stopped.Load() || d.closing.Load() {
+		return false
+	}
+	nc, err := d.open(context.Background(), gc)
+	if err != nil {
+		st.mu.Lock()
+		st.connectError(now(), "reconnect to %s: %v", c.Addr, err)
+		st.mu.Unlock()
+		gc.dead.Store(true)
+		return false
+	}
+	gc.box.Store(&connBox{nc})
+	if d.closing.Load() {
+		// shutdown may have closed the old one only.
+		nc.Close()
+		return false
+	}
+	st.mu.Lock()
+	st.reconnects++
+	st.mu.Unlock()
+	gc.base = f.recvd.Load()
+	close(gc.reconnected)
+	gc.reconnected = make(chan struct{})
+	return true
+}
+
+// awaitReconnect tells a writer whose write failed whether the reader
+// replaced the connection (the server had closed it cleanly), waiting at
+// most the connect timeout for the reader to see the close.
+func (d *netDriver) awaitReconnect(gc *gconn, reconnected <-chan struct{}) bool {
+	if d.c.CloseIsError {
+		return false
+	}
+	t := time.NewTimer(d.c.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-reconnected:
+		return true
+	case <-gc.gone:
+	case <-t.C:
+	}
+	return false
+}
+
 // fail reports the first error of a connection, unless the driver is
 // closing it, and closes it.
 func (d *netDriver) fail(gc *gconn, format string, args ...any) {
@@ -305,15 +496,15 @@ func (d *netDriver) fail(gc *gconn, format string, args ...any) {
 		gc.st.connError(now(), format, args...)
 		gc.st.mu.Unlock()
 	}
-	gc.nc.Close()
+	gc.conn().Close()
 }
 
 // shutdown closes every connection, ending every goroutine.
 func (d *netDriver) shutdown() {
 	d.closing.Store(true)
 	for _, gc := range d.conns {
-		if gc.nc != nil {
-			gc.nc.Close()
+		if b := gc.box.Load(); b != nil {
+			b.Close()
 		}
 	}
 }

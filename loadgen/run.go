@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,11 @@ type stats struct {
 	replies  int64 // all replies, warm-up included
 	measured int64 // replies that entered the figures
 	lastDone int64 // when the last measured reply arrived
+	sendEnd  int64 // when this worker stopped sending
+	behind   int64 // open loop: messages due before sendEnd never sent
+
+	reconnects int64 // connections closed cleanly and opened again
+	abandoned  int64 // messages in flight on them
 
 	connectErrs int64
 	connErrs    int64
@@ -67,7 +73,8 @@ type progress struct {
 	measured   atomic.Int64
 	errors     atomic.Int64
 	mismatches atomic.Int64
-	_          [24]byte
+	sentBytes  atomic.Int64
+	_          [16]byte
 }
 
 func newStats() *stats { return &stats{hist: newHist(), prog: new(progress)} }
@@ -144,10 +151,32 @@ type flow struct {
 	bad     bool   // raw: the current reply has differed somewhere
 	pending []byte // framed: a partial frame carried to the next read
 	scratch []byte // typed framing: a message with its type byte
+
+	// A template's messages: msgs[k % pipe] is message k as rendered,
+	// kept until its reply is checked; rng the connection's generator,
+	// text scratch space for a RESP command's text.
+	msgs  [][]byte
+	rng   uint64
+	text  []byte
+	tally *progress // counts the bytes of measured messages sent
 }
 
-func newFlow(p *proto, id, pipeline int) *flow {
-	return &flow{p: p, id: id, pipe: uint64(pipeline), times: make([]atomic.Int64, pipeline)}
+func newFlow(p *proto, id, pipeline int, tally *progress) *flow {
+	f := &flow{p: p, id: id, pipe: uint64(pipeline), times: make([]atomic.Int64, pipeline), tally: tally}
+	if p.tmpl != nil {
+		f.msgs = make([][]byte, pipeline)
+		f.rng = seedFor(id)
+	}
+	return f
+}
+
+// expected returns message seq as sent (without its framing), for
+// checking its reply.
+func (f *flow) expected(seq uint64) []byte {
+	if f.msgs != nil {
+		return f.msgs[seq%f.pipe]
+	}
+	return f.p.body(f.id, seq)
 }
 
 // errUnsolicited: the server sent more replies than it was sent messages.
@@ -157,9 +186,18 @@ var errUnsolicited = errors.New("reply to no request: the server sent more than 
 // not measured), and advances sent.
 func (f *flow) appendNext(dst []byte, at int64, measured bool) []byte {
 	k := f.sent.Load()
-	msg := f.p.message(f.scratch[:0], f.id, k)
-	if len(f.p.prefix) > 0 {
-		f.scratch = msg
+	var msg []byte
+	if f.msgs != nil {
+		msg = f.p.render(f.msgs[k%f.pipe], &f.text, f.id, k, &f.rng)
+		f.msgs[k%f.pipe] = msg
+	} else {
+		msg = f.p.message(f.scratch[:0], f.id, k)
+		if len(f.p.prefix) > 0 {
+			f.scratch = msg
+		}
+	}
+	if measured {
+		f.tally.sentBytes.Add(int64(len(msg)))
 	}
 	// Append cannot fail: newProto framed this size and alphabet already.
 	dst, _ = f.p.codec.Append(dst, msg)
@@ -177,7 +215,6 @@ func (f *flow) consume(data []byte, st *stats, t int64) error {
 	if f.p.framed {
 		return f.consumeFrames(data, st, t)
 	}
-	p := f.p
 	recvd := f.recvd.Load()
 	sent := f.sent.Load()
 	for len(data) > 0 {
@@ -185,7 +222,8 @@ func (f *flow) consume(data []byte, st *stats, t int64) error {
 			f.recvd.Store(recvd)
 			return errUnsolicited
 		}
-		want := p.body(f.id, recvd)[f.off:]
+		full := f.expected(recvd)
+		want := full[f.off:]
 		n := min(len(want), len(data))
 		if ok, at := equalAt(data[:n], want[:n]); !ok && !f.bad {
 			f.bad = true
@@ -196,7 +234,7 @@ func (f *flow) consume(data []byte, st *stats, t int64) error {
 		}
 		f.off += n
 		data = data[n:]
-		if f.off == p.msgLen {
+		if f.off == len(full) {
 			st.complete(f, recvd, t)
 			recvd++
 			f.off, f.bad = 0, false
@@ -217,7 +255,7 @@ func (f *flow) consumeFrames(data []byte, st *stats, t int64) error {
 	sent := f.sent.Load()
 	var err error
 	for len(buf) > 0 {
-		frame, n, derr := p.codec.Decode(buf, false)
+		frame, n, derr := p.reply.Decode(buf, false)
 		if derr != nil {
 			err = derr
 			break
@@ -230,9 +268,21 @@ func (f *flow) consumeFrames(data []byte, st *stats, t int64) error {
 			break
 		}
 		if p.echo {
-			if ok, at := p.equal(frame, f.id, recvd); !ok {
+			var ok bool
+			var at int
+			if f.msgs != nil {
+				ok, at = equalAt(frame, f.msgs[recvd%f.pipe])
+			} else {
+				ok, at = p.equal(frame, f.id, recvd)
+			}
+			if !ok {
 				seq := recvd
-				want := p.message(nil, f.id, seq)
+				var want []byte
+				if f.msgs != nil {
+					want = bytes.Clone(f.msgs[seq%f.pipe])
+				} else {
+					want = p.message(nil, f.id, seq)
+				}
 				got := frame
 				if len(got) > 64 {
 					got = got[:64:64] // enough to describe it; do not pin the buffer
@@ -272,6 +322,15 @@ type schedule struct {
 
 func (s schedule) due(k uint64, idx int) int64 {
 	return s.t0 + int64(float64(k*s.n+uint64(idx))*s.tick)
+}
+
+// dueBefore counts the messages of slot idx due before end.
+func (s schedule) dueBefore(end int64, idx int) uint64 {
+	slots := math.Ceil(float64(end-s.t0)/s.tick - float64(idx))
+	if slots <= 0 {
+		return 0
+	}
+	return uint64(math.Ceil(slots / float64(s.n)))
 }
 
 // limiter spreads connects over time: at most rate per second after a
@@ -323,6 +382,16 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		Addr: c.Addr, Driver: c.Driver, Conns: c.Conns, Idle: c.Idle,
 		Size: c.proto.msgLen, Pipeline: c.Pipeline, Rate: c.Rate, Framing: c.Codec.String(),
 		Expect: c.Expect, Warmup: c.Warmup, Duration: c.Duration, Requests: c.Requests,
+		ProxyHeader: c.ProxyHeader,
+	}
+	if c.ReplyCodec.String() != c.Codec.String() {
+		res.ReplyFraming = c.ReplyCodec.String()
+	}
+	switch {
+	case c.Template != nil:
+		res.Payload = c.Template.String()
+	case c.Payload != nil:
+		res.Payload = string(c.Payload)
 	}
 	if c.Driver == DriverEpoll {
 		res.Workers = c.workers
@@ -365,6 +434,7 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: no connection to %s could be made: %s", c.Addr, agg.firstErr)
 	}
 
+	wall0 := time.Now()
 	tl := &timeline{t0: now()}
 	tl.ms = tl.t0 + int64(c.Warmup)
 	tl.me = math.MaxInt64
@@ -419,8 +489,19 @@ func run(ctx context.Context, c *config) (*Result, error) {
 
 	merge(&agg, d.stats(), res)
 	res.Latency = latency(agg.hist)
+	res.Histogram = agg.hist
+	msStart := wall0.Add(c.Warmup)
+	agg.hist.SetStartTimeMs(msStart.UnixMilli())
+	agg.hist.SetEndTimeMs(msStart.Add(time.Duration(max(endAt-tl.ms, 0))).UnixMilli())
+	res.Reconnects, res.Abandoned = agg.reconnects, agg.abandoned
 	res.Messages = agg.measured
 	res.Bytes = agg.measured * int64(c.proto.msgLen)
+	if c.proto.tmpl != nil {
+		res.Bytes = 0
+		for _, st := range d.stats() {
+			res.Bytes += st.prog.sentBytes.Load()
+		}
+	}
 	window := endAt - s0.at
 	elapsed := window
 	if agg.measured > 0 && agg.lastDone > 0 {
@@ -431,6 +512,16 @@ func run(ctx context.Context, c *config) (*Result, error) {
 		sec := res.Elapsed.Seconds()
 		res.MsgsPerSec = float64(res.Messages) / sec
 		res.MBPerSec = float64(res.Bytes) / sec / 1e6
+	}
+
+	if c.Rate > 0 && c.Conns > 0 {
+		res.OfferedRate = c.Rate
+		res.Behind = agg.behind
+		if send := agg.sendEnd - tl.ms; send > 0 {
+			res.AchievedRate = float64(res.Messages) / time.Duration(send).Seconds()
+		}
+		res.Shortfall = max(0, 1-res.AchievedRate/res.OfferedRate)
+		res.RateMissed = res.Shortfall > RateTolerance
 	}
 
 	loadCPU := (self1 - s0.self).Seconds()
@@ -537,6 +628,10 @@ func merge(agg *stats, all []*stats, res *Result) {
 		agg.replies += st.replies
 		agg.measured += st.measured
 		agg.lastDone = max(agg.lastDone, st.lastDone)
+		agg.sendEnd = max(agg.sendEnd, st.sendEnd)
+		agg.behind += st.behind
+		agg.reconnects += st.reconnects
+		agg.abandoned += st.abandoned
 		agg.connectErrs += st.connectErrs
 		agg.connErrs += st.connErrs
 		agg.mismatches += st.mismatches

@@ -17,11 +17,15 @@ import (
 )
 
 type sendFlags struct {
-	connect   string
-	framing   string
-	maxFrame  sizeFlag
-	timeout   time.Duration
-	halfClose bool
+	connect     string
+	framing     string
+	maxFrame    sizeFlag
+	timeout     time.Duration
+	halfClose   bool
+	stream      bool
+	quiet       time.Duration
+	proxyHeader string
+	proxySource string
 }
 
 func init() {
@@ -41,10 +45,25 @@ message over --max-frame is refused before it is sent; only --framing raw
 --half-close streams input of any size.
 
 Each reply is printed followed by a newline. With raw framing, which has no
-message boundaries, a reply is what one read returned: a long reply may
-arrive in pieces, and only the first is waited for; use --half-close to
-collect all of it. A raw (or eof-framed) reply that already ends in a
-newline gets no second one.
+message boundaries, a reply is everything the server sends until it is
+quiet for --quiet (200ms) or closes. A raw (or eof-framed) reply that
+already ends in a newline gets no second one.
+
+With --stream, the default when stdin is a terminal and no MESSAGE is
+given, send works like netcat: input goes out as it comes (raw: bytes as
+they are read; any other framing: each line one message), and whatever
+the server sends is printed as it arrives, without waiting for replies.
+It ends when the server closes, or when input ends (Ctrl-D), the write
+half is shut down and the server closes (or --timeout passes). --stream=false
+turns it off on a terminal. Two of them chat through "serve --service chat":
+
+  switchboard send --connect 127.0.0.1:9000 --framing line --stream
+
+--proxy-header v1|v2 opens the connection with a PROXY header, announcing
+the connection's own address or --proxy-source's, so a server that
+expects one from its balancer can be tried directly:
+
+  switchboard send --connect 127.0.0.1:8888 --proxy-header v2 --proxy-source 203.0.113.7:4000 hello
 
 With --half-close it sends everything, shuts down its write half, and
 prints everything the server sends until it closes: raw bytes as they come
@@ -69,10 +88,14 @@ Examples:
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.connect, "connect", "127.0.0.1:8888", "server address: host:port, [::1]:port or unix:/path")
-	fl.StringVar(&f.framing, "framing", "raw", "message framing: raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,..., eof")
+	fl.StringVar(&f.framing, "framing", "raw", "message framing: raw, line, delim:HEX, fixed:N, len:N[be|le], digits:N, typed:T=N,..., eof, resp")
 	fl.Var(&f.maxFrame, "max-frame", "largest message sent or reply accepted (KiB, MiB, GiB)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "limit for connecting and for each send and reply (0: none)")
 	fl.BoolVar(&f.halfClose, "half-close", false, "send all, shut down the write half, print everything until the server closes")
+	fl.BoolVar(&f.stream, "stream", false, "stream both ways like netcat: send input as it comes, print replies as they arrive (default when stdin is a terminal)")
+	fl.DurationVar(&f.quiet, "quiet", 200*time.Millisecond, "raw framing: a reply ends when the server sends nothing for this long (or closes)")
+	fl.StringVar(&f.proxyHeader, "proxy-header", "", "open the connection with a PROXY header: v1 or v2")
+	fl.StringVar(&f.proxySource, "proxy-source", "", "client address the PROXY header announces, ip:port (default: the connection's own)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -83,6 +106,7 @@ type sendSession struct {
 	rawish bool // raw or eof framing: replies are byte streams, not records
 	out    *bufio.Writer
 	errOut io.Writer
+	rbuf   []byte // raw replies
 }
 
 func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
@@ -98,6 +122,20 @@ func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
 	codec, err := framing.Parse(f.framing, f.maxFrame.Int())
 	if err != nil {
 		return usagef("--framing: %v", err)
+	}
+	if f.quiet <= 0 {
+		return usagef("--quiet must be positive")
+	}
+	proxySrc, err := parseProxyFlags(f.proxyHeader, f.proxySource)
+	if err != nil {
+		return err
+	}
+	stream := f.stream
+	if !cmd.Flags().Changed("stream") {
+		stream = len(args) == 0 && !f.halfClose && codec.String() != "eof" && isTerminal(cmd.InOrStdin())
+	}
+	if stream && (f.halfClose || len(args) > 0 || codec.String() == "eof") {
+		return usagef("--stream takes its messages from stdin, and excludes --half-close and --framing eof")
 	}
 	s := &sendSession{
 		f:      f,
@@ -139,8 +177,15 @@ func runSend(cmd *cobra.Command, f *sendFlags, args []string) error {
 		return s.fail(err)
 	}
 	defer c.Close()
+	if f.proxyHeader != "" {
+		if err := sendProxyHeader(c, f.proxyHeader, proxySrc, f.timeout); err != nil {
+			return s.fail(err)
+		}
+	}
 
 	switch {
+	case stream:
+		err = s.stream(c, cmd.InOrStdin())
 	case f.halfClose:
 		err = s.halfClose(c, src)
 	case isEOF:
@@ -176,6 +221,12 @@ func (s *sendSession) lockstep(c *client.Conn, src msgSource) error {
 		}
 		if err := c.Send(msg); err != nil {
 			return messageErr(i, err)
+		}
+		if s.codec.String() == "raw" {
+			if err := s.rawReply(c, i); err != nil {
+				return err
+			}
+			continue
 		}
 		reply, err := c.Receive()
 		if err == io.EOF {

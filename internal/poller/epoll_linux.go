@@ -12,9 +12,8 @@ import (
 
 // epoll is the Linux backend: the kernel keeps the interest set, so a Wait
 // costs O(ready) rather than O(registered), and changing interest is one
-// epoll_ctl. Registration is level-triggered; the reactor asks for write
-// readiness only while output is pending, so a steady request/response
-// exchange makes no epoll_ctl calls at all.
+// epoll_ctl. Registration is level-triggered, like every backend's (why:
+// ARCHITECTURE.md, "Why level-triggered").
 type epoll struct {
 	epfd int
 	wk   *waker

@@ -79,16 +79,17 @@ type conn struct {
 	proxied      net.Addr // client address from the PROXY header, if any
 }
 
-// kickLocked makes sure the loop will look at c, from any goroutine. It
-// runs with c.mu held and returns whether the caller must post c to the
-// loop after unlocking (posting under c.mu would nest the loop's queue lock
-// inside it for no benefit).
-func (c *conn) kickLocked() bool {
-	if c.sched {
-		return false
-	}
+// kickUnlock makes sure the loop will look at c, from any goroutine, and
+// releases c.mu, which the caller holds. The post to the loop comes after
+// unlocking: under c.mu it would nest the loop's queue lock inside it for
+// no benefit.
+func (c *conn) kickUnlock() {
+	post := !c.sched
 	c.sched = true
-	return true
+	c.mu.Unlock()
+	if post {
+		c.l.post(task{kind: taskKick, c: c})
+	}
 }
 
 // Write frames msg into the outbox. On the loop's own goroutine, inside a
@@ -119,11 +120,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return nil
 }
 
@@ -132,11 +129,7 @@ func (c *conn) Write(msg []byte) error {
 func (c *conn) slowLocked() error {
 	c.writeRefused = true
 	c.req.Or(reqSlow)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return engine.ErrSlowConsumer
 }
 
@@ -156,11 +149,7 @@ func (c *conn) request(r uint32) error {
 	}
 	c.writeRefused = true
 	c.req.Or(r)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return nil
 }
 

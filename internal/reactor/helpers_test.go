@@ -276,3 +276,21 @@ func backends(t *testing.T, names ...string) []string {
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// serveOwn starts an engine whose Shutdown or Close the test calls itself;
+// served receives Serve's result.
+func serveOwn(t testing.TB, backend string, cfg engine.Config, h engine.Handler) (eng engine.Engine, addr string, served chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err = New(backend, cfg, h)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	served = make(chan error, 1)
+	go func() { served <- eng.Serve(ln) }()
+	return eng, ln.Addr().String(), served
+}

@@ -15,15 +15,8 @@
 // Choices, and why:
 //
 //   - Level-triggered everywhere, with write interest only while output is
-//     pending. Measured against an edge-triggered epoll registration (IN,
-//     OUT and RDHUP once per descriptor): echo traffic costs the same
-//     system calls either way (one read, one write per readiness, no
-//     epoll_ctl, since replies fit the socket buffer), while bulk 64 KiB
-//     echo cost edge-triggering about 25% more reads, because a read that
-//     fills the buffer cannot prove the socket drained and another read
-//     must follow. Level-triggering pays two epoll_ctl calls per episode of
-//     output stuck behind a full socket buffer, which is rare and amortised
-//     over that buffer. It also keeps one code path for all four backends.
+//     pending; ARCHITECTURE.md ("Why level-triggered") gives the
+//     measurements behind it.
 //   - One listener per loop (SO_REUSEPORT) keeps each accepted connection
 //     on its loop; a single listener's loop hands connections to the loop
 //     with the fewest, through that loop's queue.
@@ -33,7 +26,10 @@
 //     then a copy into a pooled chunk, and the loop flushes once per batch.
 //   - Connection structs are never reused, so a stale Conn kept by a
 //     handler sees ErrConnClosed and never someone else's descriptor.
-//   - Timers are a heap per loop, moved lazily (see timer.go).
+//   - Timers are a heap per loop (internal/timerheap), moved lazily (see
+//     timer.go); a connection's life is an internal/connstate.State.
+//   - The file layout follows the loop's concerns: loop.go, accept.go,
+//     input.go, output.go, close.go, timer.go.
 package reactor
 
 import (

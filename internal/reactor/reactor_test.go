@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -617,20 +618,11 @@ func TestShutdownDrains(t *testing.T) {
 func TestShutdownDeadline(t *testing.T) {
 	backend := Backends()[0]
 	cl := newCloses()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(backend, engine.Config{WriteTimeout: time.Minute}, &funcs{
+	eng, addr, served := serveOwn(t, backend, engine.Config{WriteTimeout: time.Minute}, &funcs{
 		msg:   func(c engine.Conn, m []byte) { c.Write(make([]byte, 8<<20)) },
 		close: func(_ engine.Conn, err error) { cl <- err },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- eng.Serve(ln) }()
-	c := dial(t, ln.Addr().String())
+	c := dial(t, addr)
 	c.Write([]byte("x")) // and never read the 8 MiB reply
 	time.Sleep(50 * time.Millisecond)
 	ctx, cancel := contextWithTimeout(200 * time.Millisecond)
@@ -641,6 +633,44 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	if d := time.Since(began); d > 2*time.Second {
 		t.Fatalf("Shutdown took %v", d)
+	}
+	if err := cl.wait(t, time.Second); !errors.Is(err, engine.ErrShutdown) {
+		t.Fatalf("OnClose(%v), want ErrShutdown", err)
+	}
+	if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// TestShutdownLingersAfterCloseWrite: a connection whose write half the
+// handler shut before Shutdown, with a peer that never closes, is held
+// only for the linger wait, not until a deadline Shutdown may not have.
+func TestShutdownLingersAfterCloseWrite(t *testing.T) {
+	backend := Backends()[0]
+	cl := newCloses()
+	eng, addr, served := serveOwn(t, backend, engine.Config{}, &funcs{
+		open:  func(c engine.Conn) { c.CloseWrite() },
+		close: func(_ engine.Conn, err error) { cl <- err },
+	})
+	c := dial(t, addr)
+	if _, err := io.ReadAll(c); err != nil { // our FIN, before Shutdown
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	began := time.Now()
+	go func() { shut <- eng.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	case <-time.After(engine.LingerWait + 5*time.Second):
+		eng.Close()
+		<-shut
+		t.Fatalf("Shutdown still waiting after %v for a peer that ignores our FIN", time.Since(began))
+	}
+	if d := time.Since(began); d < engine.LingerWait-100*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the linger wait of %v", d, engine.LingerWait)
 	}
 	if err := cl.wait(t, time.Second); !errors.Is(err, engine.ErrShutdown) {
 		t.Fatalf("OnClose(%v), want ErrShutdown", err)
