@@ -87,15 +87,16 @@ type listener struct {
 	closed      bool
 }
 
-// kickLocked makes sure the loop will look at c, from any goroutine. It
-// runs with c.mu held and returns whether the caller must post c to the
-// loop after unlocking.
-func (c *conn) kickLocked() bool {
-	if c.sched {
-		return false
-	}
+// kickUnlock makes sure the loop will look at c, from any goroutine, and
+// releases c.mu, which the caller holds; the post comes after unlocking,
+// so the loop's queue lock never nests inside c.mu.
+func (c *conn) kickUnlock() {
+	post := !c.sched
 	c.sched = true
-	return true
+	c.mu.Unlock()
+	if post {
+		c.l.post(task{kind: taskKick, c: c})
+	}
 }
 
 // Write frames msg into the outbox. Inside a callback on the loop c.sched
@@ -124,11 +125,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return nil
 }
 
@@ -137,11 +134,7 @@ func (c *conn) Write(msg []byte) error {
 func (c *conn) slowLocked() error {
 	c.writeRefused = true
 	c.req.Or(reqSlow)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return engine.ErrSlowConsumer
 }
 
@@ -161,11 +154,7 @@ func (c *conn) request(r uint32) error {
 	}
 	c.writeRefused = true
 	c.req.Or(r)
-	post := c.kickLocked()
-	c.mu.Unlock()
-	if post {
-		c.l.post(task{kind: taskKick, c: c})
-	}
+	c.kickUnlock()
 	return nil
 }
 

@@ -10,7 +10,11 @@ import (
 // Timers are a per-loop internal/timerheap of connections, moved lazily
 // as in the reactor: receiving data only stores the loop's clock in
 // conn.lastRead, and the idle entry is pushed down to the real deadline
-// when it reaches the top. The enter's own timeout (EXT_ARG) is the wait
+// when it reaches the top. The write timer is lazier than the reactor's:
+// every reply here is pending until its send completes, so the timer is
+// armed when output appears and not disarmed when it drains; when it
+// fires with nothing outstanding it lapses, and otherwise it moves to
+// the last progress (a send started or completed) plus the timeout. The enter's own timeout (EXT_ARG) is the wait
 // until the first deadline, so no timeout requests are armed in the ring.
 
 const (
@@ -59,6 +63,12 @@ func (l *loop) runTimers() {
 			}
 			l.closeConn(c, engine.ErrIdleTimeout)
 		case timerWrite:
+			if c.flags&(connSending|connDirty|connSendWait) == 0 {
+				// Nothing outstanding: the timer lapsed (settle does not
+				// disarm it when the output empties).
+				l.disarm(c, timerWrite)
+				continue
+			}
 			if due := c.lastProgress + s.writeTO; due > l.now {
 				l.arm(c, timerWrite, due)
 				continue
