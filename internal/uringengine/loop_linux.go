@@ -99,7 +99,9 @@ type loop struct {
 	bufs      [][]byte
 	spare     int // reserved descriptor for shedding when out of fds, -1 if none
 	bundle    bool
-	inflight  int // receives, sends and accepts whose last completion is due
+	broken    bool      // the ring failed: wind up without it
+	scratch   uring.SQE // what sqe hands out once broken
+	inflight  int       // receives, sends and accepts whose last completion is due
 
 	// Promises for the next enter: connections to send on, receives to
 	// arm, and connections waiting for a sendmsg header.
@@ -252,16 +254,21 @@ func (l *loop) armWake() {
 }
 
 // sqe returns a free submission entry, submitting what is prepared when
-// the queue is full.
+// the queue is full. If the ring has failed it returns a scratch entry the
+// kernel never sees, so callers need no error path: the failure has
+// already taken the server down (s.fail), and the loop only winds up.
 func (l *loop) sqe() *uring.SQE {
-	for {
+	for !l.broken {
 		if sqe := l.ring.NextSQE(); sqe != nil {
 			return sqe
 		}
 		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
-			panic(fmt.Sprintf("uringengine: submit: %v", err))
+			l.broken = true
+			l.s.fail(fmt.Errorf("io_uring submit: %w", err))
+			l.closeAll()
 		}
 	}
+	return &l.scratch
 }
 
 func retryable(err error) bool {
@@ -289,7 +296,11 @@ func (l *loop) run(ready chan<- error) {
 		if l.notified.Load() {
 			wait = 0
 		}
-		if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
+		if l.broken {
+			l.inflight = 0 // the kernel's requests are lost with the ring
+			time.Sleep(time.Millisecond)
+		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
+			l.broken = true
 			s.fail(err)
 			l.closeAll()
 		}
