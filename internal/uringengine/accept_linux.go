@@ -35,10 +35,13 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 	}
 	if cqe.Res >= 0 {
 		fd := int(cqe.Res)
-		if li.closed || l.draining || l.closing {
+		if l.closing {
 			sockfd.Reset(fd)
 			return
 		}
+		// While draining, a connection the kernel accepted before the
+		// accept was cancelled is still taken, and closed gracefully
+		// (adopt).
 		l.newConn(fd, li)
 	} else {
 		switch err := unix.Errno(-cqe.Res); err {
@@ -158,10 +161,16 @@ func (l *loop) refuse(c *conn, reason any) {
 	s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
 }
 
-// adopt gives c a slot, arms its receive and opens it.
+// adopt gives c a slot, arms its receive and opens it. While the loop
+// drains, c is not opened: it gets our FIN at once, its input is dropped
+// and it closes on the peer's FIN or at the end of the linger wait, the
+// way a served connection ends in a drain. A multishot accept takes
+// connections off the backlog ahead of the loop, so there may be several
+// that were accepted in the kernel but not yet seen when Shutdown came;
+// resetting them would lose what their clients had sent.
 func (l *loop) adopt(c *conn) {
 	s := l.s
-	if l.draining || l.closing {
+	if l.closing {
 		l.refuse(c, "server closing")
 		return
 	}
@@ -181,6 +190,14 @@ func (l *loop) adopt(c *conn) {
 	s.stats.Active.Add(1)
 	c.lastRead = l.now
 	l.armRecv(c)
+	if l.draining {
+		c.state.Drain()
+		c.mu.Lock()
+		c.writeRefused = true
+		c.mu.Unlock()
+		l.settle(c, 0)
+		return
+	}
 	if s.cfg.ProxyProtocol {
 		c.state = connstate.Header
 		l.arm(c, timerIdle, l.now+int64(s.cfg.ProxyHeaderTimeout()))
