@@ -63,6 +63,13 @@ var conformanceCases = []struct {
 	{"ProxyHeaderTimeout", testProxyHeaderTimeout, false},
 	{"ReusePort", testReusePort, false},
 	{"ShutdownRacesServe", testShutdownRacesServe, false},
+	{"FrameTimeout", testFrameTimeoutCase, false},
+	{"HelloFrameTimeout", testHelloFrameTimeout, false},
+	{"MaxConnsPerIP", testMaxConnsPerIP, true},
+	{"PanicInOnOpen", testPanicIn("OnOpen"), false},
+	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
+	{"PanicInOnClose", testPanicIn("OnClose"), false},
+	{"DistrustedCodec", testDistrustedCodec, false},
 }
 
 func TestConformance(t *testing.T) {

@@ -23,6 +23,14 @@ var (
 	// ErrShutdown closes connections still open when Shutdown's deadline
 	// passes.
 	ErrShutdown = engine.ErrShutdown
+	// ErrFrameTimeout closes a connection that started a frame and did not
+	// finish it within the frame timeout (WithFrameTimeout): a peer
+	// trickling a request a byte at a time.
+	ErrFrameTimeout = engine.ErrFrameTimeout
+	// ErrPanic closes a connection whose handler panicked in a callback;
+	// the panic is recovered, logged with its stack and counted, and
+	// every other connection carries on.
+	ErrPanic = engine.ErrPanic
 	// ErrUnsupported reports a model that this platform cannot run.
 	ErrUnsupported = engine.ErrUnsupported
 	// ErrUnknownModel reports a model name switchboard does not know.

@@ -3,6 +3,7 @@ package switchboard_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -109,4 +110,54 @@ func ExampleCheckModel() {
 	}
 	fmt.Println(srv.Model() == switchboard.ModelUring || srv.Model() == switchboard.ModelEpoll || srv.Model() == switchboard.ModelKqueue || srv.Model() == switchboard.ModelGoroutine)
 	// Output: true
+}
+
+// reasons prints why each connection closed.
+type reasons struct{ switchboard.BaseHandler }
+
+func (reasons) OnMessage(c switchboard.Conn, msg []byte) {
+	if string(msg) == "boom" {
+		panic("a handler bug")
+	}
+	c.Write(msg)
+}
+
+func (reasons) OnClose(c switchboard.Conn, err error) {
+	fmt.Println("frame timeout:", errors.Is(err, switchboard.ErrFrameTimeout), "panic:", errors.Is(err, switchboard.ErrPanic))
+}
+
+// A server that closes a peer trickling a line in (a slowloris), survives
+// a handler's panic, and caps the connections from one address.
+func ExampleWithFrameTimeout() {
+	srv, _ := switchboard.NewServer(reasons{},
+		switchboard.WithModel("goroutine"),
+		switchboard.WithFraming("line", 0),
+		switchboard.WithFrameTimeout(100*time.Millisecond),
+		switchboard.WithMaxConnsPerIP(100))
+	lns, _ := srv.Listen("127.0.0.1:0")
+	go srv.Serve(lns...)
+	addr := lns[0].Addr().String()
+
+	slow, _ := net.Dial("tcp", addr)
+	slow.Write([]byte("half a li")) // and nothing more
+	slow.Read(make([]byte, 1))      // returns once the server closes it
+	slow.Close()
+	for srv.Stats().Active > 0 { // OnClose has run once it is uncounted
+		time.Sleep(time.Millisecond)
+	}
+
+	bug, _ := net.Dial("tcp", addr)
+	bug.Write([]byte("boom\n"))
+	bug.Read(make([]byte, 1))
+	bug.Close()
+
+	for srv.Stats().Active > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("panics recovered:", srv.Stats().Panics)
+	srv.Shutdown(context.Background())
+	// Output:
+	// frame timeout: true panic: false
+	// frame timeout: false panic: true
+	// panics recovered: 1
 }

@@ -37,8 +37,24 @@ type Conn interface {
 	SetContext(v any)
 }
 
+// PartialFramer is implemented by the Conn of every model. A handler that
+// assembles frames itself on raw framing — the hello service parses HTTP
+// request heads out of whatever each read returned — calls
+// PartialFrame(true) when it holds the start of a frame it cannot finish
+// yet and PartialFrame(false) once it has finished it, so that the frame
+// timeout (WithFrameTimeout) covers its frames as it covers the codec's.
+// The engine checks the mark after each batch of messages, so setting it
+// costs one atomic store.
+type PartialFramer interface {
+	PartialFrame(started bool)
+}
+
 // Handler is the application: one set of callbacks that every I/O model
 // runs unchanged.
+//
+// A callback that panics is recovered by the engine: the panic and its
+// stack are logged, Stats.Panics counts it, and its connection alone is
+// closed with ErrPanic (given to OnClose, unless OnClose itself panicked).
 //
 // Calls for one connection never overlap and arrive in order: OnOpen, then
 // OnMessage for each decoded frame, then OnClose exactly once. Calls for

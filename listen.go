@@ -69,13 +69,25 @@ func removeStaleSocket(path string) error {
 	return fmt.Errorf("switchboard: %s: %w", path, err)
 }
 
+// InheritFromParentEnv, set to "1" beside LISTEN_FDS, tells
+// ListenersFromEnv that the descriptors come from the parent process, whose
+// pid LISTEN_PID then holds. A process handing its sockets to a successor
+// it starts (a zero-downtime upgrade) cannot know the child's pid before
+// the exec, which is what systemd's convention asks for; the parent's pid
+// is the next best proof that the variables were meant for this process
+// and not inherited from further up.
+const InheritFromParentEnv = "SWITCHBOARD_LISTEN_FROM_PARENT"
+
 // ListenersFromEnv returns the listening sockets handed over by systemd
-// socket activation (LISTEN_PID and LISTEN_FDS, descriptors from 3), or nil
-// when the process was not started that way. The variables are cleared so
-// child processes do not inherit them.
+// socket activation (LISTEN_PID and LISTEN_FDS, descriptors from 3), or by
+// a parent process (see InheritFromParentEnv), or nil when the process was
+// not started that way. The variables are cleared so child processes do not
+// inherit them.
 func ListenersFromEnv() ([]net.Listener, error) {
 	pid, err := strconv.Atoi(os.Getenv("LISTEN_PID"))
-	if err != nil || pid != os.Getpid() {
+	fromParent := os.Getenv(InheritFromParentEnv) == "1"
+	os.Unsetenv(InheritFromParentEnv)
+	if err != nil || (pid != os.Getpid() && !(fromParent && pid == os.Getppid())) {
 		return nil, nil
 	}
 	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))

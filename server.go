@@ -45,8 +45,9 @@ type Option func(*Server) error
 
 // NewServer returns a server for h. Defaults: model auto, raw framing with
 // a 1 MiB maximum frame, 4 MiB of pending output per connection, a 60 s
-// write timeout, no idle timeout, GOMAXPROCS event loops, TCP_NODELAY on,
-// TCP keepalive every 15 s, no connection limit.
+// write timeout, a 60 s frame timeout (DefaultFrameTimeout), no idle
+// timeout, GOMAXPROCS event loops, TCP_NODELAY on, TCP keepalive every
+// 15 s, no connection limit.
 func NewServer(h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("switchboard: nil handler")
@@ -57,6 +58,7 @@ func NewServer(h Handler, opts ...Option) (*Server, error) {
 		cfg: engine.Config{
 			MaxPending:   engine.DefaultMaxPending,
 			WriteTimeout: 60 * time.Second,
+			FrameTimeout: DefaultFrameTimeout,
 			Loops:        runtime.GOMAXPROCS(0),
 			NoDelay:      true,
 			KeepAlive:    15 * time.Second,
@@ -135,6 +137,36 @@ func WithIdleTimeout(d time.Duration) Option {
 // progress for d (0: off).
 func WithWriteTimeout(d time.Duration) Option {
 	return func(s *Server) error { s.cfg.WriteTimeout = max(d, 0); return nil }
+}
+
+// DefaultFrameTimeout is how long a frame may take to arrive once its first
+// byte has: a minute, as nginx gives a request head (client_header_timeout).
+// A client that is merely slow gets far more than it needs — a maximum-size
+// 1 MiB frame at 20 KiB/s, a poor mobile link, takes under a minute, and a
+// request head of a few hundred bytes a fraction of a second — while a
+// slowloris peer that trickles a byte at a time under the idle timeout
+// holds its connection for a minute at most, not forever. Services whose
+// frames are whole streams (the eof framing, long uploads) should raise it
+// or turn it off with WithFrameTimeout(0).
+const DefaultFrameTimeout = 60 * time.Second
+
+// WithFrameTimeout closes a connection whose frame, once its first byte has
+// arrived, is not complete within d (0: off), with ErrFrameTimeout. For a
+// handler that assembles its own frames on raw framing (the hello
+// service's request heads), the frame is what it marks with PartialFrame.
+// Between frames the idle timeout applies instead. The check lives in the
+// engine's timers: it costs nothing per byte or per message.
+func WithFrameTimeout(d time.Duration) Option {
+	return func(s *Server) error { s.cfg.FrameTimeout = max(d, 0); return nil }
+}
+
+// WithMaxConnsPerIP caps the connections open at once from one client IP
+// address; the ones over it are closed at accept and counted (Stats
+// RejectedPerIP, and Rejected). 0 means no cap. The address is the
+// socket's: behind a load balancer that sends PROXY headers it is the
+// balancer's, so the cap limits the balancer, not its clients.
+func WithMaxConnsPerIP(n int) Option {
+	return func(s *Server) error { s.cfg.MaxConnsPerIP = max(n, 0); return nil }
 }
 
 // WithMaxConns caps open connections; connections over it are closed at
@@ -308,10 +340,18 @@ type Stats struct {
 	Active         int64 // connections open now
 	AcceptErrors   int64 // temporary accept failures (EMFILE, ENFILE, ...)
 	ProtocolErrors int64 // connections closed for a framing or PROXY error
-	Timeouts       int64 // connections closed by the idle or write timeout
+	Timeouts       int64 // connections closed by the idle, write or frame timeout
 	SlowConsumers  int64 // connections closed for not reading their output
+	RejectedPerIP  int64 // of Rejected, connections over WithMaxConnsPerIP
+	Panics         int64 // handler panics recovered (each closed its connection)
 	BytesIn        int64
 	BytesOut       int64
+	MessagesIn     int64 // frames delivered to OnMessage
+	MessagesOut    int64 // frames queued by Conn.Write
+	// Closes splits closed connections by reason (see CloseCounts).
+	Closes CloseCounts
+	// AcceptErrorKinds splits AcceptErrors by errno.
+	AcceptErrorKinds AcceptErrorCounts
 }
 
 // Stats returns the current counters.
@@ -325,7 +365,18 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors: st.ProtocolErrors.Load(),
 		Timeouts:       st.Timeouts.Load(),
 		SlowConsumers:  st.SlowConsumers.Load(),
+		RejectedPerIP:  st.RejectedPerIP.Load(),
+		Panics:         st.Panics.Load(),
 		BytesIn:        st.BytesIn.Load(),
 		BytesOut:       st.BytesOut.Load(),
+		MessagesIn:     st.MessagesIn.Load(),
+		MessagesOut:    st.MessagesOut.Load(),
+		Closes:         closeCounts(st),
+		AcceptErrorKinds: AcceptErrorCounts{
+			EMFILE: st.AcceptErrorKinds[engine.AcceptEMFILE].Load(),
+			ENFILE: st.AcceptErrorKinds[engine.AcceptENFILE].Load(),
+			ENOMEM: st.AcceptErrorKinds[engine.AcceptENOMEM].Load(),
+			Other:  st.AcceptErrorKinds[engine.AcceptOther].Load(),
+		},
 	}
 }

@@ -200,7 +200,8 @@ func (a *Accumulator) reserve(s *Splitter, n int) {
 // message completes then, and a partial frame left over is ErrTruncated.
 // A held partial frame longer than the largest frame can be is
 // ErrFrameTooLarge, whatever the codec says, so no codec can make a stream
-// buffer without bound.
+// buffer without bound; a codec that claims more bytes than it was given
+// is ErrCodec.
 func (a *Accumulator) Next(s *Splitter, atEOF bool) (frame []byte, ok bool, err error) {
 	rest := a.buf[a.off:]
 	if len(rest) == 0 || !atEOF && int(a.scanned) >= len(rest) {
@@ -215,6 +216,9 @@ func (a *Accumulator) Next(s *Splitter, atEOF bool) (frame []byte, ok bool, err 
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if n < 0 || n > len(rest) || len(frame) > n {
+		return nil, false, fmt.Errorf("%w: %s decoded %d bytes (a %d-byte frame) from %d", ErrCodec, s.codec, n, len(frame), len(rest))
 	}
 	if n == 0 {
 		a.scanned = int32(min(len(rest), math.MaxInt32))

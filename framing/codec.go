@@ -39,6 +39,10 @@ var (
 	// ErrSpec: a framing spec string could not be parsed, or a codec
 	// constructor was given parameters it cannot work with.
 	ErrSpec = errors.New("framing: bad spec")
+	// ErrCodec: a codec broke the Decode contract (it claimed more bytes
+	// than it was given, or a negative count). The Accumulator will not
+	// guess what it meant; the stream ends.
+	ErrCodec = errors.New("framing: codec broke its contract")
 )
 
 // Codec decodes frames from a byte stream and encodes messages into frames.

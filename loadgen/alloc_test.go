@@ -30,31 +30,35 @@ func TestNoAllocsPerMessage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := newStats()
-		f := newFlow(c.proto, 3, 4, st.prog)
-		out := make([]byte, 0, 4096)
-		// Warm up the buffers that grow once.
-		for i := 0; i < 8; i++ {
-			out = f.appendNext(out[:0], 10, true)
-			if err := f.consume(out, st, 20); err != nil {
-				t.Fatal(err)
+		// Both ways of reading: an epoll worker's, lent, and a goroutine's.
+		for _, lent := range []bool{true, false} {
+			st := newStats()
+			r := newReplyReader(c, st, lent)
+			f := r.f
+			out := make([]byte, 0, 4096)
+			// Warm up the buffers that grow once.
+			for i := 0; i < 8; i++ {
+				out = f.appendNext(out[:0], 10, true)
+				if err := r.deliver(out, 20); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		allocs := testing.AllocsPerRun(1000, func() {
-			out = f.appendNext(out[:0], 10, true)
-			// Deliver the echo in two pieces, as TCP may.
-			if err := f.consume(out[:10], st, 20); err != nil {
-				t.Fatal(err)
+			allocs := testing.AllocsPerRun(1000, func() {
+				out = f.appendNext(out[:0], 10, true)
+				// Deliver the echo in two pieces, as TCP may.
+				if err := r.deliver(out[:10], 20); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.deliver(out[10:], 30); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%s (lent %v): %v allocations per message", spec, lent, allocs)
 			}
-			if err := f.consume(out[10:], st, 30); err != nil {
-				t.Fatal(err)
+			if st.mismatches != 0 || st.replies != 8+1+1000 {
+				t.Errorf("%s (lent %v): %d mismatches, %d replies", spec, lent, st.mismatches, st.replies)
 			}
-		})
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations per message", spec, allocs)
-		}
-		if st.mismatches != 0 {
-			t.Errorf("%s: %d mismatches", spec, st.mismatches)
 		}
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"switchboard/framing"
+	"switchboard/internal/rawio"
 )
 
 const defaultDriver = DriverEpoll
@@ -102,6 +104,7 @@ type eworker struct {
 	st     *stats
 	events []unix.EpollEvent
 	rbuf   []byte
+	split  *framing.Splitter // replies, with this worker's partialBufs
 
 	aborted  bool
 	traffic  bool
@@ -123,17 +126,17 @@ func newEpollDriver(c *config) (*epollDriver, error) {
 	d := &epollDriver{c: c, quit: make(chan struct{})}
 	d.domain, _ = d.sockaddr()
 	// Reads take what one syscall returns; a partial frame waits in the
-	// connection's own buffer, so one shared buffer per worker suffices.
-	rbufSize := 64 << 10
+	// connection's accumulator, so one shared buffer per worker suffices.
 	for i := 0; i < c.workers; i++ {
 		w := &eworker{
 			d: d, num: i, epfd: -1, evfd: -1, tfd: -1, st: newStats(),
-			events: make([]unix.EpollEvent, 512), rbuf: make([]byte, rbufSize),
+			events: make([]unix.EpollEvent, 512), rbuf: make([]byte, readBufSize),
+			split: lentSplitter(c.proto, new(partialBufs)),
 			start: make(chan *timeline, 1), trafficDone: make(chan struct{}), exited: make(chan struct{}),
 		}
 		active, idle := assign(c, i)
 		for _, id := range active {
-			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline, w.st.prog)}
+			ec := &econn{fd: -1, id: id, idx: len(w.active), pos: len(w.conns), f: newFlow(c.proto, id, c.Pipeline, w.st.prog, w.split)}
 			w.active = append(w.active, ec)
 			w.conns = append(w.conns, ec)
 		}
@@ -304,12 +307,7 @@ func (d *epollDriver) closeFDs() {
 // wait runs epoll_wait for at most timeout (negative: no limit) and
 // returns the events.
 func (w *eworker) wait(timeout time.Duration) []unix.EpollEvent {
-	ms := -1
-	if timeout >= 0 {
-		// Round up: waking early would only make the loop spin.
-		ms = int(min((timeout+time.Millisecond-1)/time.Millisecond, math.MaxInt32))
-	}
-	n, err := unix.EpollWait(w.epfd, w.events, ms)
+	n, err := unix.EpollWait(w.epfd, w.events, rawio.Millis(timeout))
 	if err != nil {
 		// EINTR; anything else would be a bug, and the deadlines still end
 		// the loop.
@@ -667,7 +665,11 @@ func (w *eworker) fill(ec *econn, t int64) {
 // readConn reads what one read returns, verifies it and sends what the
 // replies allow.
 func (w *eworker) readConn(ec *econn, t int64) {
-	n, err := rawRead(ec.fd, w.rbuf)
+	buf := w.rbuf
+	if ec.f != nil {
+		buf = ec.f.recvBuf(w.rbuf)
+	}
+	n, err := rawio.Read(ec.fd, buf)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -690,7 +692,7 @@ func (w *eworker) readConn(ec *econn, t int64) {
 	}
 	f := ec.f
 	before := f.recvd.Load()
-	err = f.consume(w.rbuf[:n], w.st, t)
+	err = f.consume(buf, n, w.st, t)
 	w.inflight -= int64(f.recvd.Load() - before)
 	if err != nil {
 		w.st.connError(t, "connection %d: %v", ec.id, err)
@@ -705,7 +707,7 @@ func (w *eworker) readConn(ec *econn, t int64) {
 // buffer is full.
 func (w *eworker) flush(ec *econn) {
 	for ec.outOff < len(ec.out) {
-		n, err := rawWrite(ec.fd, ec.out[ec.outOff:])
+		n, err := rawio.Write(ec.fd, ec.out[ec.outOff:])
 		switch err {
 		case nil:
 			ec.outOff += n
@@ -736,23 +738,4 @@ func (w *eworker) modify(ec *econn, events uint32) {
 		w.st.connError(now(), "connection %d: epoll_ctl: %v", ec.id, err)
 		w.kill(ec)
 	}
-}
-
-// rawRead and rawWrite use RawSyscall: on a non-blocking socket the call
-// never blocks, so the scheduler hand-off of a normal Syscall is pure cost,
-// paid twice per message.
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }

@@ -133,8 +133,7 @@ func (w *eworker) reconnect(ec *econn, t int64) {
 			w.sending = true
 		}
 	}
-	f.recvd.Store(f.sent.Load())
-	f.off, f.bad, f.pending = 0, false, f.pending[:0]
+	f.restart()
 	ec.out, ec.outOff, ec.wantOut = ec.out[:0], 0, false
 	unix.Close(ec.fd)
 	ec.fd = -1

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"switchboard/framing"
 )
 
 var runtimeNumCPU = runtime.NumCPU
@@ -28,7 +30,8 @@ type netDriver struct {
 	c      *config
 	conns  []*gconn // active, then idle
 	shards []*stats
-	quota  atomic.Int64 // Requests left to measure
+	split  *framing.Splitter // replies: each connection reads into its accumulator
+	quota  atomic.Int64      // Requests left to measure
 
 	closing   atomic.Bool
 	wg        sync.WaitGroup // every goroutine the driver started
@@ -57,14 +60,14 @@ type gconn struct {
 }
 
 func newNetDriver(c *config) (*netDriver, error) {
-	d := &netDriver{c: c}
+	d := &netDriver{c: c, split: ownSplitter(c.proto)}
 	for i := 0; i < c.workers; i++ {
 		d.shards = append(d.shards, newStats())
 	}
 	for i := 0; i < c.Conns+c.Idle; i++ {
 		gc := &gconn{id: i, idx: i, idle: i >= c.Conns, st: d.shards[i%len(d.shards)]}
 		if !gc.idle {
-			gc.f = newFlow(c.proto, i, c.Pipeline, gc.st.prog)
+			gc.f = newFlow(c.proto, i, c.Pipeline, gc.st.prog, d.split)
 		}
 		d.conns = append(d.conns, gc)
 	}
@@ -359,14 +362,18 @@ func (d *netDriver) reader(gc *gconn) {
 	defer close(gc.gone)
 	f := gc.f
 	st := gc.st
-	rbuf := make([]byte, 64<<10)
+	var rbuf []byte // raw replies; framed ones are read into f's accumulator
+	if !f.p.framed {
+		rbuf = make([]byte, readBufSize)
+	}
 	for {
-		n, err := gc.conn().Read(rbuf)
+		buf := f.recvBuf(rbuf)
+		n, err := gc.conn().Read(buf)
 		if n > 0 {
 			t := now()
 			st.mu.Lock()
 			before := f.recvd.Load()
-			cerr := f.consume(rbuf[:n], st, t)
+			cerr := f.consume(buf, n, st, t)
 			st.publish()
 			st.mu.Unlock()
 			for i := before; i < f.recvd.Load(); i++ {
@@ -434,8 +441,7 @@ func (d *netDriver) reconnect(gc *gconn) bool {
 		// quota sees it come back before it sees nothing in flight.
 		d.quota.Add(refund)
 	}
-	f.recvd.Store(f.sent.Load())
-	f.off, f.bad, f.pending = 0, false, f.pending[:0]
+	f.restart()
 	st.mu.Lock()
 	st.abandoned += int64(lost)
 	st.mu.Unlock()

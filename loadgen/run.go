@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"switchboard/framing"
 )
 
 // epoch is the origin of the package's clock. Times are int64 nanoseconds
@@ -134,7 +135,7 @@ func (st *stats) publish() {
 
 // flow is the message bookkeeping of one active connection, common to both
 // drivers. The send side (sent, times) is written by whoever sends; the
-// receive side (recvd, off, bad, pending) by whoever receives. They may be
+// receive side (recvd, off, bad, in) by whoever receives. They may be
 // two goroutines (goroutine driver), hence the atomics.
 type flow struct {
 	p    *proto
@@ -149,8 +150,13 @@ type flow struct {
 
 	off     int    // raw: bytes of the current reply received so far
 	bad     bool   // raw: the current reply has differed somewhere
-	pending []byte // framed: a partial frame carried to the next read
 	scratch []byte // typed framing: a message with its type byte
+
+	// Framed replies: in holds a partial one between reads, cut by split
+	// (the driver's); inRoom says the last recvBuf lent in's own room.
+	in     framing.Accumulator
+	split  *framing.Splitter
+	inRoom bool
 
 	// A template's messages: msgs[k % pipe] is message k as rendered,
 	// kept until its reply is checked; rng the connection's generator,
@@ -161,8 +167,8 @@ type flow struct {
 	tally *progress // counts the bytes of measured messages sent
 }
 
-func newFlow(p *proto, id, pipeline int, tally *progress) *flow {
-	f := &flow{p: p, id: id, pipe: uint64(pipeline), times: make([]atomic.Int64, pipeline), tally: tally}
+func newFlow(p *proto, id, pipeline int, tally *progress, split *framing.Splitter) *flow {
+	f := &flow{p: p, id: id, pipe: uint64(pipeline), times: make([]atomic.Int64, pipeline), tally: tally, split: split}
 	if p.tmpl != nil {
 		f.msgs = make([][]byte, pipeline)
 		f.rng = seedFor(id)
@@ -207,106 +213,6 @@ func (f *flow) appendNext(dst []byte, at int64, measured bool) []byte {
 	f.times[k%f.pipe].Store(at)
 	f.sent.Store(k + 1)
 	return dst
-}
-
-// consume takes bytes received at t, verifies them and records each reply
-// they complete. An error is final for the connection.
-func (f *flow) consume(data []byte, st *stats, t int64) error {
-	if f.p.framed {
-		return f.consumeFrames(data, st, t)
-	}
-	recvd := f.recvd.Load()
-	sent := f.sent.Load()
-	for len(data) > 0 {
-		if recvd >= sent {
-			f.recvd.Store(recvd)
-			return errUnsolicited
-		}
-		full := f.expected(recvd)
-		want := full[f.off:]
-		n := min(len(want), len(data))
-		if ok, at := equalAt(data[:n], want[:n]); !ok && !f.bad {
-			f.bad = true
-			got, off, seq := data[at], f.off+at, recvd
-			st.mismatch(t, func() string {
-				return fmt.Sprintf("connection %d, message %d: byte %d is 0x%02x, sent 0x%02x", f.id, seq, off, got, want[at])
-			})
-		}
-		f.off += n
-		data = data[n:]
-		if f.off == len(full) {
-			st.complete(f, recvd, t)
-			recvd++
-			f.off, f.bad = 0, false
-		}
-	}
-	f.recvd.Store(recvd)
-	return nil
-}
-
-func (f *flow) consumeFrames(data []byte, st *stats, t int64) error {
-	p := f.p
-	buf := data
-	if len(f.pending) > 0 {
-		f.pending = append(f.pending, data...)
-		buf = f.pending
-	}
-	recvd := f.recvd.Load()
-	sent := f.sent.Load()
-	var err error
-	for len(buf) > 0 {
-		frame, n, derr := p.reply.Decode(buf, false)
-		if derr != nil {
-			err = derr
-			break
-		}
-		if n == 0 {
-			break
-		}
-		if recvd >= sent {
-			err = errUnsolicited
-			break
-		}
-		if p.echo {
-			var ok bool
-			var at int
-			if f.msgs != nil {
-				ok, at = equalAt(frame, f.msgs[recvd%f.pipe])
-			} else {
-				ok, at = p.equal(frame, f.id, recvd)
-			}
-			if !ok {
-				seq := recvd
-				var want []byte
-				if f.msgs != nil {
-					want = bytes.Clone(f.msgs[seq%f.pipe])
-				} else {
-					want = p.message(nil, f.id, seq)
-				}
-				got := frame
-				if len(got) > 64 {
-					got = got[:64:64] // enough to describe it; do not pin the buffer
-				}
-				got = append([]byte(nil), got...)
-				st.mismatch(t, func() string { return describeMismatch(f.id, seq, got, want, at) })
-			}
-		}
-		st.complete(f, recvd, t)
-		recvd++
-		buf = buf[n:]
-	}
-	f.recvd.Store(recvd)
-	// Keep a partial frame for the next read. buf may alias f.pending, and
-	// copy handles the overlap.
-	switch {
-	case len(buf) == 0:
-		f.pending = f.pending[:0]
-	case len(f.pending) > 0:
-		f.pending = f.pending[:copy(f.pending, buf)]
-	default:
-		f.pending = append(f.pending[:0], buf...)
-	}
-	return err
 }
 
 // inflight is the number of messages sent and not yet answered.

@@ -46,6 +46,11 @@ import (
 // the same lingering way after the reply. Lines may end in CRLF or, as RFC
 // 9112 allows, in a bare LF.
 //
+// A head that arrives in pieces is marked as a partial frame
+// (switchboard.PartialFramer) until it is complete, so the server's frame
+// timeout (switchboard.WithFrameTimeout, serve --frame-timeout) closes a
+// client that trickles its head in a byte at a time (a slowloris).
+//
 // In the steady state, whole requests in each read, the handler allocates
 // nothing: replies are prebuilt once a second (for the Date header) and
 // per-connection state lives in Conn.Context only while a partial head or
@@ -130,6 +135,7 @@ func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
 			if err == nil && n == 0 {
 				return // all of msg is buffered (else the head is too large)
 			}
+			markPartial(c, false) // complete, or a 400
 			if n > 0 {
 				msg = msg[n-old:]
 				st.buf = st.buf[:0]
@@ -139,6 +145,7 @@ func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
 			if err == nil && n == 0 {
 				st = state(c, st)
 				st.buf = append(st.buf, msg...) // len(msg) < maxHeadBytes here
+				markPartial(c, true)
 				return
 			}
 			msg = msg[n:]
@@ -190,6 +197,16 @@ func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
 	if st != nil && len(st.buf) == 0 && st.skip == 0 {
 		c.SetContext(nil)
 		releaseState(st)
+	}
+}
+
+// markPartial tells the engine a request head is (or is no longer) half
+// received, so the server's frame timeout bounds how long a head may
+// trickle in: on raw framing the engine's own decoder sees every read as
+// a whole message and cannot know.
+func markPartial(c switchboard.Conn, on bool) {
+	if pf, ok := c.(switchboard.PartialFramer); ok {
+		pf.PartialFrame(on)
 	}
 }
 

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +39,11 @@ type serveFlags struct {
 	logFormat       string
 	logLevel        string
 	proxyProtocol   bool
+	pprof           bool
+	pidFile         string
+	upgradeTimeout  time.Duration
+	frameTimeout    time.Duration
+	maxConnsPerIP   int
 }
 
 func init() {
@@ -51,6 +58,14 @@ It logs one line when it starts, and on SIGINT or SIGTERM stops accepting,
 lets messages already received finish and exits 0 within --shutdown-timeout.
 When started by systemd socket activation it serves the sockets it was
 handed instead of --listen.
+
+On SIGHUP it upgrades without downtime: it starts a new copy of its own
+executable with the same arguments, hands it the listening sockets, and
+once the new process reports that it serves, drains as on SIGTERM and
+exits 0. If the new process fails to start or to report ready within
+--upgrade-timeout, this one keeps serving and logs why. Under systemd
+(NOTIFY_SOCKET) it reports READY=1, RELOADING=1, MAINPID and STOPPING=1,
+and pings the watchdog when WATCHDOG_USEC is set. See OPERATIONS.md.
 
 Models: ` + strings.Join(switchboard.Models(), ", ") + ` (auto picks ` + mustResolve("auto") + ` here).
 Services: ` + strings.Join(service.Names(), ", ") + `.
@@ -81,6 +96,11 @@ Sizes take KiB, MiB and GiB suffixes; durations Go's syntax (500ms, 10s).`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "expect a PROXY v1/v2 header on every connection")
+	fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
+	fl.StringVar(&f.pidFile, "pid-file", "", "write the serving process's pid here (kept right across SIGHUP upgrades)")
+	fl.DurationVar(&f.upgradeTimeout, "upgrade-timeout", 30*time.Second, "how long a SIGHUP upgrade waits for the new process to serve")
+	fl.DurationVar(&f.frameTimeout, "frame-timeout", switchboard.DefaultFrameTimeout, "close connections whose frame (hello: request head) is not complete this long after its first byte (0: never)")
+	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "connections from one client IP over this many are closed at accept (0: no limit)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -130,8 +150,21 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if f.maxConns < 0 || f.loops < 0 {
 		return usagef("--max-conns and --loops take zero or a positive number")
 	}
+	if f.maxConnsPerIP < 0 || f.frameTimeout < 0 {
+		return usagef("--max-conns-per-ip and --frame-timeout take zero or a positive value")
+	}
 	if _, _, err := netaddr.Split(f.listen); err != nil {
 		return usagef("--listen: %v", err)
+	}
+	if f.pprof && f.metrics == "" {
+		return usagef("--pprof serves on the --metrics address: give --metrics too")
+	}
+	if f.upgradeTimeout <= 0 {
+		return usagef("--upgrade-timeout must be positive")
+	}
+	parent, err := takeSuccessorSide()
+	if err != nil {
+		return err
 	}
 	srv, err := switchboard.NewServer(svc.New(),
 		switchboard.WithModel(f.model),
@@ -143,6 +176,8 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithIdleTimeout(f.idleTimeout),
 		switchboard.WithWriteTimeout(f.writeTimeout),
 		switchboard.WithProxyProtocol(f.proxyProtocol),
+		switchboard.WithFrameTimeout(f.frameTimeout),
+		switchboard.WithMaxConnsPerIP(f.maxConnsPerIP),
 		switchboard.WithLogger(log),
 	)
 	if errors.Is(err, switchboard.ErrUnsupported) {
@@ -158,21 +193,42 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	activated := lns != nil
-	if !activated {
+	activated := lns != nil && parent.ready == nil
+	if lns == nil {
 		if lns, err = srv.Listen(f.listen); err != nil {
 			return err
 		}
+	} else if parent.ready != nil {
+		ownUnixSocketFiles(lns)
 	}
+	var metricsLn net.Listener
 	if f.metrics != "" {
-		stop, err := serveMetrics(f.metrics, srv, log)
+		ln, stop, err := serveMetrics(f.metrics, parent.metricsLn, srv, f.pprof, log)
 		if err != nil {
 			for _, ln := range lns {
 				ln.Close()
 			}
 			return err
 		}
+		metricsLn = ln
 		defer stop()
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lns...) }()
+	if err := awaitServing(srv, served); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// Before any readiness is reported: a successor that cannot name
+	// itself fails its upgrade, and the old process (still named) serves on.
+	if err := writePidFile(f.pidFile, os.Getpid()); err != nil {
+		srv.Close()
+		<-served
+		return err
 	}
 
 	log.Info("switchboard serving",
@@ -182,19 +238,92 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		"service", svc.Name,
 		"framing", srv.Codec().String(),
 		"listeners", len(lns),
-		"socket_activation", activated)
+		"socket_activation", activated,
+		"upgraded", parent.ready != nil,
+		"pid", os.Getpid())
+	defer removePidFile(f.pidFile)
+	sd := newNotifier()
+	notify := func(lines ...string) {
+		if err := sd.send(lines...); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+	}
+	notify("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1")
+	if err := parent.reportReady(); err != nil {
+		log.Warn("could not tell the old process we serve; it will time out and keep serving", "err", err)
+	}
+	stopWatchdog := make(chan struct{})
+	stopDog := sync.OnceFunc(func() { close(stopWatchdog) })
+	defer stopDog()
+	if every, err := watchdogInterval(); err != nil {
+		log.Warn("systemd watchdog off", "err", err)
+	} else if every > 0 {
+		go sd.watchdog(every, stopWatchdog, func(err error) { log.Warn("systemd watchdog", "err", err) })
+	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lns...) }()
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case sig := <-sigs:
-		log.Info("draining", "signal", sig.String(), "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
+	type upgradeResult struct {
+		pid int
+		err error
+	}
+	var (
+		upgrading     chan upgradeResult
+		cancelUpgrade context.CancelFunc = func() {}
+		leaving       bool
+	)
+	defer func() { cancelUpgrade() }()
+	for !leaving {
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve: %w", err)
+		case res := <-upgrading:
+			upgrading = nil
+			if res.err != nil {
+				log.Error("upgrade failed; still serving", "err", res.err)
+				notify("READY=1", "STATUS=upgrade failed: "+res.err.Error())
+				continue
+			}
+			leaving = true
+			stopDog()
+			keepUnixSocketFiles(lns)
+			log.Info("draining", "reason", "upgrade", "successor", res.pid, "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if upgrading != nil {
+					log.Warn("SIGHUP ignored", "err", errUpgradeBusy)
+					continue
+				}
+				log.Info("upgrading", "signal", sig.String())
+				notify("RELOADING=1")
+				uctx, cancel := context.WithCancelCause(context.Background())
+				cancelUpgrade = func() { cancel(errStopDuringUpgrade) }
+				upgrading = make(chan upgradeResult, 1)
+				go func(done chan<- upgradeResult) {
+					pid, err := startSuccessor(uctx, lns, metricsLn, f.upgradeTimeout)
+					done <- upgradeResult{pid, err}
+				}(upgrading)
+				continue
+			}
+			if upgrading != nil {
+				cancelUpgrade()
+				res := <-upgrading
+				upgrading = nil
+				if res.err != nil {
+					log.Warn("upgrade abandoned", "err", res.err)
+				} else {
+					// Raced to ready: the successor serves, so this
+					// process leaves exactly as after an upgrade.
+					leaving = true
+					stopDog()
+					keepUnixSocketFiles(lns)
+					log.Info("draining", "signal", sig.String(), "successor", res.pid, "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
+					continue
+				}
+			}
+			stopDog()
+			notify("STOPPING=1")
+			log.Info("draining", "signal", sig.String(), "timeout", f.shutdownTimeout.String(), "active", srv.Stats().Active)
+			leaving = true
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
@@ -205,8 +334,27 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 	st := srv.Stats()
-	log.Info("stopped", "accepted", st.Accepted, "rejected", st.Rejected, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut)
+	log.Info("stopped", "accepted", st.Accepted, "rejected", st.Rejected, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut,
+		"messages_in", st.MessagesIn, "messages_out", st.MessagesOut)
 	return nil
+}
+
+// awaitServing waits until the engine has taken the listeners (or Serve
+// failed), so "serving" is never announced for a server that is about to
+// fail. Connections arriving meanwhile wait in the accept queue.
+func awaitServing(srv *switchboard.Server, served chan error) error {
+	for range 5000 {
+		select {
+		case err := <-served:
+			return err
+		default:
+		}
+		if srv.Addr() != nil {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("engine did not start within 5s")
 }
 
 // loopsOf reports the loops that actually run: the goroutine and blocking
@@ -227,18 +375,23 @@ func listenTCP(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveMetrics exposes the server's counters for Prometheus.
-func serveMetrics(addr string, srv *switchboard.Server, log *slog.Logger) (func(), error) {
-	ln, err := listenTCP(addr)
-	if err != nil {
-		return nil, err
+// serveMetrics exposes the server's counters for Prometheus, on inherited
+// (a listener handed over by an upgrade) or else a new listener on addr.
+// It returns the listener, for the next upgrade to hand over.
+func serveMetrics(addr string, inherited net.Listener, srv *switchboard.Server, withPprof bool, log *slog.Logger) (net.Listener, func(), error) {
+	ln := inherited
+	if ln == nil {
+		var err error
+		if ln, err = listenTCP(addr); err != nil {
+			return nil, nil, err
+		}
 	}
-	hs := &http.Server{Handler: metricsHandler(srv), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: metricsHandler(srv, withPprof), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)
 		}
 	}()
-	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	return func() { hs.Close() }, nil
+	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics", "pprof", withPprof)
+	return ln, func() { hs.Close() }, nil
 }

@@ -128,8 +128,12 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--log-format", "xml"},
 		{"serve", "--idle-timeout", "soon"},
 		{"serve", "--max-conns", "-1"},
+		{"serve", "--max-conns-per-ip", "-1"},
+		{"serve", "--frame-timeout", "-1s"},
 		{"serve", "extra-argument"},
 		{"serve", "--no-such-flag"},
+		{"serve", "--pprof"},
+		{"serve", "--upgrade-timeout", "0s"},
 	} {
 		c := startChild(t, args...)
 		if code := c.wait(t, 20*time.Second); code != 2 {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"switchboard/framing"
@@ -74,6 +75,12 @@ var (
 	// output past its hard limit; the connection is closed with this reason.
 	ErrSlowConsumer = errors.New("switchboard: pending output limit exceeded")
 	ErrShutdown     = errors.New("switchboard: server shutting down")
+	// ErrFrameTimeout: a frame's first byte arrived and the whole frame did
+	// not follow within Config.FrameTimeout (a slowloris peer).
+	ErrFrameTimeout = errors.New("switchboard: frame timeout: frame not complete in time")
+	// ErrPanic: a handler callback panicked on this connection; the panic
+	// was recovered and only this connection closed.
+	ErrPanic = errors.New("switchboard: handler panicked")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")
@@ -93,8 +100,17 @@ type Config struct {
 	// WriteTimeout closes a connection whose pending output made no progress
 	// for this long (0: never).
 	WriteTimeout time.Duration
+	// FrameTimeout closes a connection once a frame has been started (its
+	// first byte received, or the handler said so with PartialFrame) and
+	// not completed within it (0: never). Between frames the idle timeout
+	// applies instead.
+	FrameTimeout time.Duration
 	// MaxConns caps open connections; 0 means the descriptor limit alone.
 	MaxConns int
+	// MaxConnsPerIP caps open connections from one client IP address, as
+	// the socket sees it; 0 means no cap. Unix sockets have no address
+	// and are not counted.
+	MaxConnsPerIP int
 	// Loops is the number of event loops (reactor models only).
 	Loops int
 	// ReusePort asks for one listening socket per loop.
@@ -153,27 +169,136 @@ func (cfg *Config) WriteLimit() int {
 }
 
 // Stats are the server's counters, updated atomically by the engines.
+// They are read at scrape time (switchboard/metrics), so every field is a
+// plain counter an engine bumps where the event happens.
 type Stats struct {
 	Accepted       atomic.Int64 // connections accepted and handed to the handler
 	Rejected       atomic.Int64 // connections closed at accept (limits)
 	Active         atomic.Int64 // connections open now
 	AcceptErrors   atomic.Int64 // temporary accept failures (EMFILE, ...)
 	ProtocolErrors atomic.Int64 // connections closed for a framing or PROXY error
-	Timeouts       atomic.Int64 // connections closed by the idle or write timeout
+	Timeouts       atomic.Int64 // connections closed by the idle, write or frame timeout
 	SlowConsumers  atomic.Int64 // connections closed for exceeding WriteLimit
+	RejectedPerIP  atomic.Int64 // of Rejected, those over MaxConnsPerIP
+	Panics         atomic.Int64 // handler panics recovered
 	BytesIn        atomic.Int64
 	BytesOut       atomic.Int64
+	MessagesIn     atomic.Int64 // frames handed to OnMessage
+	MessagesOut    atomic.Int64 // frames queued by Conn.Write
+	// Closes counts closed connections by CloseReasonOf their error.
+	Closes [NumCloseReasons]atomic.Int64
+	// AcceptErrorKinds splits AcceptErrors by AcceptErrorKindOf.
+	AcceptErrorKinds [NumAcceptErrorKinds]atomic.Int64
 }
 
-// CountClose adds a connection closed for err to the matching counter.
-func (s *Stats) CountClose(err error) {
+// CloseReason classifies why a connection closed, for the metrics.
+type CloseReason uint8
+
+// Close reasons. Handshake has no engine error yet: TLS maps its sentinel
+// here in CloseReasonOf.
+const (
+	ClosePeer          CloseReason = iota // orderly: the peer's EOF or the handler's Close
+	CloseError                            // the socket failed (reset, broken pipe, ...)
+	CloseIdle                             // ErrIdleTimeout
+	CloseWriteTimeout                     // ErrWriteTimeout
+	CloseFrameTimeout                     // a frame did not complete in time
+	CloseSlowConsumer                     // ErrSlowConsumer
+	CloseProtocolError                    // framing or PROXY header error
+	ClosePanic                            // the handler panicked
+	CloseShutdown                         // still open at Shutdown's deadline, or Close
+	CloseHandshake                        // a TLS (or other) handshake failed
+	NumCloseReasons
+)
+
+var closeReasonNames = [NumCloseReasons]string{
+	"peer", "error", "idle", "write_timeout", "frame_timeout", "slow_consumer",
+	"protocol_error", "panic", "shutdown", "handshake",
+}
+
+// String is the reason's metric label.
+func (r CloseReason) String() string {
+	if r < NumCloseReasons {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// CloseReasonOf classifies a close error.
+func CloseReasonOf(err error) CloseReason {
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrWriteTimeout):
-		s.Timeouts.Add(1)
+		return ClosePeer
+	case errors.Is(err, ErrIdleTimeout):
+		return CloseIdle
+	case errors.Is(err, ErrWriteTimeout):
+		return CloseWriteTimeout
+	case errors.Is(err, ErrFrameTimeout):
+		return CloseFrameTimeout
+	case errors.Is(err, ErrPanic):
+		return ClosePanic
 	case errors.Is(err, ErrSlowConsumer):
-		s.SlowConsumers.Add(1)
+		return CloseSlowConsumer
+	case errors.Is(err, ErrShutdown), errors.Is(err, ErrServerClosed):
+		return CloseShutdown
 	case IsProtocolError(err):
+		return CloseProtocolError
+	}
+	return CloseError
+}
+
+// AcceptErrorKind classifies a failed accept, for the metrics.
+type AcceptErrorKind uint8
+
+// Accept error kinds: the descriptor limits, memory (ENOMEM, ENOBUFS), and
+// anything else.
+const (
+	AcceptEMFILE AcceptErrorKind = iota
+	AcceptENFILE
+	AcceptENOMEM
+	AcceptOther
+	NumAcceptErrorKinds
+)
+
+var acceptKindNames = [NumAcceptErrorKinds]string{"emfile", "enfile", "enomem", "other"}
+
+// String is the kind's metric label.
+func (k AcceptErrorKind) String() string {
+	if k < NumAcceptErrorKinds {
+		return acceptKindNames[k]
+	}
+	return "unknown"
+}
+
+// AcceptErrorKindOf classifies an accept error; errno values wrapped by
+// the net package match too.
+func AcceptErrorKindOf(err error) AcceptErrorKind {
+	switch {
+	case errors.Is(err, syscall.EMFILE):
+		return AcceptEMFILE
+	case errors.Is(err, syscall.ENFILE):
+		return AcceptENFILE
+	case errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ENOBUFS):
+		return AcceptENOMEM
+	}
+	return AcceptOther
+}
+
+// CountAcceptError counts one failed accept, in total and by kind.
+func (s *Stats) CountAcceptError(err error) {
+	s.AcceptErrors.Add(1)
+	s.AcceptErrorKinds[AcceptErrorKindOf(err)].Add(1)
+}
+
+// CountClose adds a connection closed for err to the matching counters.
+func (s *Stats) CountClose(err error) {
+	r := CloseReasonOf(err)
+	s.Closes[r].Add(1)
+	switch r {
+	case CloseIdle, CloseWriteTimeout, CloseFrameTimeout:
+		s.Timeouts.Add(1)
+	case CloseSlowConsumer:
+		s.SlowConsumers.Add(1)
+	case CloseProtocolError:
 		s.ProtocolErrors.Add(1)
 	}
 }

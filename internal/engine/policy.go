@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
+	"switchboard/framing"
 	"switchboard/internal/proxyproto"
 )
 
@@ -56,14 +58,32 @@ func ProxyHeaderLate(d time.Duration) error {
 }
 
 // LogClose writes the line for a connection's end: the peer's protocol
-// errors and slow consumers are worth a warning, other reasons are
-// routine, and an orderly close says nothing.
+// errors, slow consumers, frame timeouts (a slowloris) and handler panics
+// are worth a warning, other reasons are routine, and an orderly close
+// says nothing.
 func LogClose(l *slog.Logger, remote net.Addr, err error) {
 	switch {
 	case err == nil:
-	case IsProtocolError(err), errors.Is(err, ErrSlowConsumer):
+	case IsProtocolError(err), errors.Is(err, ErrSlowConsumer), errors.Is(err, ErrFrameTimeout), errors.Is(err, ErrPanic),
+		errors.Is(err, framing.ErrCodec):
 		l.Warn("connection closed", "remote", remote, "reason", err)
 	default:
 		l.Debug("connection closed", "remote", remote, "reason", err)
 	}
+}
+
+// FrameTimedOut is the reason given for a frame not completed within d.
+func FrameTimedOut(d time.Duration) error {
+	return fmt.Errorf("%w (%v)", ErrFrameTimeout, d)
+}
+
+// Recovered turns a recovered panic in the named callback into the close
+// reason for its connection, counts it and logs it with the stack, so a
+// handler bug ends one connection and leaves a trace, not the process.
+// Engines call it from a deferred recover around each batch of callbacks.
+func Recovered(l *slog.Logger, stats *Stats, remote net.Addr, callback string, v any) error {
+	stats.Panics.Add(1)
+	l.Error("handler panicked; closing its connection", "callback", callback, "remote", remote,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	return fmt.Errorf("%w in %s: %v", ErrPanic, callback, v)
 }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 	"switchboard/internal/sockfd"
 )
 
@@ -36,11 +37,11 @@ func (l *loop) accept(li *listener) {
 			case unix.EINTR, unix.ECONNABORTED, unix.EPROTO:
 				continue // the connection died in the queue; take the next
 			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.s.stats.AcceptErrors.Add(1)
+				l.s.stats.CountAcceptError(err)
 				l.outOfDescriptors(li, err)
 				return
 			default:
-				l.s.stats.AcceptErrors.Add(1)
+				l.s.stats.CountAcceptError(err)
 				l.warnf("accept failed", "listener", li.Addr, "err", err)
 				return
 			}
@@ -92,7 +93,16 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 	}
 	c := &conn{fd: int32(fd), ln: li}
 	if !li.Unix {
-		c.raddr, c.laddr = li.ConnAddrs(fd, sa)
+		c.raddr = sockfd.AddrPort(sa)
+		if !s.perIP.Acquire(c.raddr.Addr()) {
+			s.nconns.Add(-1)
+			sockfd.Reset(fd)
+			s.stats.Rejected.Add(1)
+			s.stats.RejectedPerIP.Add(1)
+			s.log.Debug("connection refused: per-address limit reached", "remote", c.raddr, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+			return
+		}
+		_, c.laddr = li.ConnAddrs(fd, sa)
 		if s.cfg.NoDelay {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
@@ -138,6 +148,7 @@ func (l *loop) refuse(c *conn, reason any) {
 	sockfd.Reset(int(c.fd))
 	c.l.load.Add(-1)
 	s.nconns.Add(-1)
+	s.perIP.Release(c.raddr.Addr())
 	s.stats.Rejected.Add(1)
 	s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
 }
@@ -178,13 +189,22 @@ func (l *loop) adopt(c *conn) {
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
-	l.open(c)
-	l.afterDispatch(c)
+	if l.open(c) {
+		l.afterDispatch(c)
+	}
 }
 
-// open runs OnOpen. The caller has set c.sched and flushes afterwards.
-func (l *loop) open(c *conn) {
+// open runs OnOpen. The caller has set c.sched and flushes afterwards,
+// unless open returns false: OnOpen panicked and c is closed.
+func (l *loop) open(c *conn) (ok bool) {
 	c.state = connstate.Open
 	c.flags |= connOpened
+	defer func() {
+		if v := recover(); v != nil {
+			l.closeConn(c, engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnOpen", v))
+			ok = false
+		}
+	}()
 	l.s.h.OnOpen(c)
+	return true
 }

@@ -35,13 +35,25 @@ func (l *loop) closeConn(c *conn, err error) {
 	l.load.Add(-1)
 	s.nconns.Add(-1)
 	s.stats.Active.Add(-1)
+	s.perIP.Release(c.raddr.Addr())
 	s.stats.CountClose(err)
 	engine.LogClose(s.log, c.RemoteAddr(), err)
 	// A connection refused for its PROXY header never reached the
 	// handler, so it gets no OnClose either.
 	if c.flags&connOpened != 0 {
-		s.h.OnClose(c, err)
+		l.onClose(c, err)
 	}
+}
+
+// onClose runs OnClose; a panic in it is recovered, logged and counted,
+// and the loop carries on (the connection is closed already).
+func (l *loop) onClose(c *conn, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnClose", v)
+		}
+	}()
+	l.s.h.OnClose(c, err)
 }
 
 // drain starts a graceful shutdown on this loop: no more accepts, input is

@@ -30,6 +30,7 @@ const (
 	connWriteOn             // write interest registered
 	connPaused              // reading paused: output above the high-water mark
 	connOpened              // OnOpen has run
+	connFrame               // a frame is started and not complete (since frameStart)
 )
 
 // Requests other goroutines (and the handler) make of the loop (conn.req).
@@ -39,6 +40,8 @@ const (
 	reqClose      = 1 << iota // Close: drop output, close now
 	reqCloseWrite             // CloseWrite: flush, then shut the write half
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
+	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
+	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is
@@ -75,6 +78,7 @@ type conn struct {
 	in           framing.Accumulator // a partial frame between reads, else empty
 	lastRead     int64               // loop clock at the last read that returned data
 	lastProgress int64               // loop clock at the last write progress while stuck
+	frameStart   int64               // loop clock when the frame now partial began (connFrame)
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
 }
@@ -120,6 +124,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
+	s.stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
 }
@@ -151,6 +156,16 @@ func (c *conn) request(r uint32) error {
 	c.req.Or(r)
 	c.kickUnlock()
 	return nil
+}
+
+// PartialFrame marks (or clears) a frame the handler is assembling itself,
+// for the frame timeout; the loop reads the mark after the batch.
+func (c *conn) PartialFrame(started bool) {
+	if started {
+		c.req.Or(reqPartial | reqFrameBegun)
+	} else {
+		c.req.And(^uint32(reqPartial))
+	}
 }
 
 // LocalAddr is built on demand (sockfd.Listener.LocalAddr says why).

@@ -79,6 +79,9 @@ type server struct {
 	idle       int64 // ns, 0 = off
 	writeTO    int64 // ns, 0 = off
 	headerWait int64 // ns: engine.Config.ProxyHeaderTimeout
+	frameTO    int64 // ns, 0 = off
+
+	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
 
 	nconns atomic.Int64 // open connections, for MaxConns
 
@@ -117,6 +120,8 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		idle:       int64(max(cfg.IdleTimeout, 0)),
 		writeTO:    int64(max(cfg.WriteTimeout, 0)),
 		headerWait: int64(cfg.ProxyHeaderTimeout()),
+		frameTO:    int64(max(cfg.FrameTimeout, 0)),
+		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
 		done:       make(chan struct{}),
 	}
 	return s, nil

@@ -21,6 +21,7 @@ import (
 const (
 	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait
 	timerWrite        // write timeout: pending output made no progress
+	timerFrame        // frame timeout: a started frame is not complete
 	numTimers
 )
 
@@ -32,8 +33,37 @@ func (l *loop) arm(c *conn, kind uint8, when int64) {
 // disarm cancels c's timer of kind, if armed.
 func (l *loop) disarm(c *conn, kind uint8) { l.timers.Stop(&c.timer[kind]) }
 
+// frameCheck runs after each batch of input when the frame timeout is on:
+// a frame started (the accumulator or the handler holds part of one)
+// starts the clock, unless it runs already for the same frame; a frame
+// complete stops it. The partial frame is a new one when the batch
+// delivered frames before it (the codec's), or the handler has begun one
+// (PartialFrame(true)). An armed entry is left in the heap when the frame
+// completes, and found stale when it comes up, so a steady stream of
+// frames that each span a few reads costs a flag per batch and a heap
+// entry per timeout period.
+func (l *loop) frameCheck(c *conn, delivered bool) {
+	r := c.req.Load()
+	if r&reqFrameBegun != 0 {
+		c.req.And(^uint32(reqFrameBegun))
+	}
+	codecPartial := c.in.Buffered() > 0
+	if !codecPartial && r&reqPartial == 0 {
+		c.flags &^= connFrame
+		return
+	}
+	if c.flags&connFrame != 0 && r&reqFrameBegun == 0 && !(codecPartial && delivered) {
+		return // the same frame, still partial
+	}
+	c.flags |= connFrame
+	c.frameStart = c.lastRead
+	if c.timer[timerFrame] == 0 {
+		l.arm(c, timerFrame, c.frameStart+l.s.frameTO)
+	}
+}
+
 // runTimers fires what is due: accept pauses that have ended, and idle,
-// PROXY-header, linger and write timeouts.
+// PROXY-header, linger, write and frame timeouts.
 func (l *loop) runTimers() {
 	s := l.s
 	for _, li := range l.lns {
@@ -72,6 +102,16 @@ func (l *loop) runTimers() {
 				continue
 			}
 			l.closeConn(c, engine.ErrWriteTimeout)
+		case timerFrame:
+			l.disarm(c, timerFrame)
+			if c.flags&connFrame == 0 || l.draining {
+				continue // the frame completed; the next one re-arms
+			}
+			if due := c.frameStart + s.frameTO; due > l.now {
+				l.arm(c, timerFrame, due) // a later frame than the one armed for
+				continue
+			}
+			l.closeConn(c, engine.FrameTimedOut(time.Duration(s.frameTO)))
 		}
 	}
 }

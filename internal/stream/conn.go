@@ -4,11 +4,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
 	"switchboard/internal/proxyproto"
 )
 
@@ -16,28 +19,39 @@ const (
 	// initialReadBuf keeps idle connections cheap; the buffer grows only
 	// while a frame larger than it is being assembled.
 	initialReadBuf = 16 << 10
-	// writeChunk bounds one write call so the write deadline measures a
-	// lack of progress, not the time to send the whole backlog.
-	writeChunk = 256 << 10
+	// writeChunks bounds one (vectored) write call, four large chunks, so
+	// the write deadline measures a lack of progress, not the time to send
+	// the whole backlog.
+	writeChunks = 4
 )
 
 type conn struct {
 	s      *server
 	nc     net.Conn
 	remote net.Addr
-	// Only the reader goroutine touches these two.
-	opened bool                // OnOpen was called
-	in     framing.Accumulator // bytes read and not yet decoded
+	ip     netip.Addr // counted in the server's per-address limit, if valid
+	// Only the reader goroutine touches these.
+	opened     bool                // OnOpen was called
+	in         framing.Accumulator // bytes read and not yet decoded
+	frameStart time.Time           // when the frame now partial began; zero if none
+	deadline   time.Time           // the read deadline last set
 
-	mu         sync.Mutex
-	cond       sync.Cond // signalled when pending output shrinks or the conn closes
-	value      any
-	out        []byte // framed output not yet handed to a write call
-	spare      []byte // the buffer a write call is sending from
-	pending    int    // bytes queued or being written
-	flushing   bool   // someone owns the write side now
-	dispatch   bool   // the reader is inside the handler; it flushes after
-	wantCloseW bool   // CloseWrite requested: shut down once flushed
+	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
+	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
+
+	mu    sync.Mutex
+	cond  sync.Cond // signalled when pending output shrinks or the conn closes
+	value any
+	// out is the framed output not yet written, in pooled chunks
+	// (internal/outbox, as on the event loops): memory follows the
+	// backlog as it is now, not the largest it ever was, and a write in
+	// progress sends from chunks that writers keep appending behind.
+	out outbox.Outbox
+	// iov is the flusher's scratch list of chunks for one write.
+	iov        [][]byte
+	flushing   bool // someone owns the write side now
+	dispatch   bool // the reader is inside the handler; it flushes after
+	wantCloseW bool // CloseWrite requested: shut down once flushed
 	wclosed    bool
 	closed     bool
 	closeErr   error
@@ -47,6 +61,15 @@ func newConn(s *server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr()}
 	c.cond.L = &c.mu
 	return c
+}
+
+// PartialFrame marks (or clears) a frame the handler is assembling itself,
+// for the frame timeout.
+func (c *conn) PartialFrame(started bool) {
+	c.partial.Store(started)
+	if started {
+		c.frameBegun.Store(true)
+	}
 }
 
 func (c *conn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
@@ -70,24 +93,33 @@ func (c *conn) Write(msg []byte) error {
 		c.mu.Unlock()
 		return engine.ErrConnClosed
 	}
-	before := len(c.out)
-	out, err := c.s.cfg.Codec.Append(c.out, msg)
+	pending := c.out.Len()
+	if pending+len(msg) > c.s.writeLimit {
+		// Over the limit whatever the framing adds.
+		return c.slowLocked()
+	}
+	t := c.out.Reserve(len(msg) + c.s.overhead)
+	b, err := c.s.cfg.Codec.Append(t, msg)
 	if err != nil {
 		c.mu.Unlock()
 		return err
 	}
-	added := len(out) - before
-	if c.pending+added > c.s.writeLimit {
-		c.out = out[:before]
-		c.mu.Unlock()
-		c.closeWith(engine.ErrSlowConsumer)
-		return engine.ErrSlowConsumer
+	if pending+len(b)-len(t) > c.s.writeLimit {
+		return c.slowLocked()
 	}
-	c.out = out
-	c.pending += added
+	c.out.Commit(b)
+	c.s.cfg.Stats.MessagesOut.Add(1)
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// slowLocked refuses a Write that would pass the write limit and closes
+// the connection for it. It unlocks c.mu.
+func (c *conn) slowLocked() error {
+	c.mu.Unlock()
+	c.closeWith(engine.ErrSlowConsumer)
+	return engine.ErrSlowConsumer
 }
 
 func (c *conn) CloseWrite() error {
@@ -144,7 +176,7 @@ func (c *conn) flushAll() {
 		for c.flushing && !c.closed {
 			c.cond.Wait()
 		}
-		done := c.closed || len(c.out) == 0
+		done := c.closed || c.out.Len() == 0
 		c.mu.Unlock()
 		if done {
 			return
@@ -155,13 +187,20 @@ func (c *conn) flushAll() {
 // flushOwned runs with c.flushing set and clears it when done.
 func (c *conn) flushOwned() {
 	c.mu.Lock()
-	for !c.closed && len(c.out) > 0 {
-		// Swap buffers so writers append to one while the other is sent.
-		c.out, c.spare = c.spare[:0], c.out
-		buf := c.spare
+	for !c.closed && c.out.Len() > 0 {
+		// The chunks gathered are not touched by writers, who append
+		// behind them, nor released until written (or the flusher is
+		// done: see serve), so the write runs without the lock.
+		var n int
+		c.iov, n = c.out.Gather(c.iov[:0], writeChunks)
 		c.mu.Unlock()
-		err := c.writeAll(buf)
+		written, err := c.writeBufs(c.iov, n)
+		clear(c.iov)
 		c.mu.Lock()
+		c.out.Consume(written)
+		if c.out.Len() <= c.s.lowWater {
+			c.cond.Broadcast()
+		}
 		if err != nil {
 			c.flushing = false
 			c.cond.Broadcast()
@@ -181,30 +220,31 @@ func (c *conn) flushOwned() {
 	c.mu.Unlock()
 }
 
-func (c *conn) writeAll(buf []byte) error {
-	wt := c.s.cfg.WriteTimeout
-	for len(buf) > 0 {
-		chunk := buf[:min(len(buf), writeChunk)]
-		if wt > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(wt))
-		}
-		n, err := c.nc.Write(chunk)
-		c.s.cfg.Stats.BytesOut.Add(int64(n))
-		buf = buf[n:]
-		c.mu.Lock()
-		c.pending -= n
-		if c.pending <= c.s.lowWater {
-			c.cond.Broadcast()
-		}
-		c.mu.Unlock()
-		if err != nil {
-			if isTimeout(err) {
-				return engine.ErrWriteTimeout
-			}
-			return err
-		}
+// writeBufs writes n bytes from bufs in one vectored write (net.Buffers
+// uses writev on TCP), with a fresh write deadline, and returns how many
+// were written.
+func (c *conn) writeBufs(bufs [][]byte, n int) (int, error) {
+	if wt := c.s.cfg.WriteTimeout; wt > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(wt))
 	}
-	return nil
+	var written int64
+	var err error
+	if len(bufs) == 1 {
+		var k int
+		k, err = c.nc.Write(bufs[0])
+		written = int64(k)
+	} else {
+		nb := net.Buffers(bufs)
+		written, err = nb.WriteTo(c.nc)
+	}
+	c.s.cfg.Stats.BytesOut.Add(written)
+	if err == nil && int(written) < n {
+		err = io.ErrShortWrite
+	}
+	if err != nil && isTimeout(err) {
+		err = engine.ErrWriteTimeout
+	}
+	return int(written), err
 }
 
 // closeWith closes the socket once, reporting whether this call did; the
@@ -236,8 +276,8 @@ func (c *conn) interruptRead() {
 // receive buffer then fills and TCP flow control stops the peer.
 func (c *conn) waitBelowHighWater() {
 	c.mu.Lock()
-	if c.pending > c.s.cfg.MaxPending {
-		for !c.closed && c.pending > c.s.lowWater && !c.s.isDraining() {
+	if c.out.Len() > c.s.cfg.MaxPending {
+		for !c.closed && c.out.Len() > c.s.lowWater && !c.s.isDraining() {
 			c.cond.Wait()
 		}
 	}
@@ -260,20 +300,46 @@ func (c *conn) serve() {
 	}
 	c.mu.Unlock()
 	c.closeWith(err)
-	// Wait out a flusher so OnClose is the handler's last event.
+	// Wait out a flusher so OnClose is the handler's last event, and so
+	// no write still reads the chunks given back here.
 	c.mu.Lock()
 	for c.flushing {
 		c.cond.Wait()
 	}
+	c.out.Release()
 	c.mu.Unlock()
 	c.s.cfg.Stats.CountClose(err)
 	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)
 	if c.opened {
 		// A connection refused before OnOpen (a bad PROXY header) never
 		// reached the handler, so it hears nothing of its end either.
-		c.s.h.OnClose(c, err)
+		c.onClose(err)
 	}
 	c.s.untrack(c)
+}
+
+// onOpen runs OnOpen, turning a panic into the connection's close reason.
+func (c *conn) onOpen() (err error) {
+	c.setDispatch(true)
+	defer func() {
+		c.setDispatch(false)
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnOpen", v)
+		}
+	}()
+	c.s.h.OnOpen(c)
+	return nil
+}
+
+// onClose runs OnClose; a panic in it is recovered, logged and counted
+// (the connection is closed already).
+func (c *conn) onClose(err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnClose", v)
+		}
+	}()
+	c.s.h.OnClose(c, err)
 }
 
 // run is the read loop. Its error is the close reason; nil for an orderly
@@ -287,16 +353,18 @@ func (c *conn) run() error {
 		}
 	}
 	c.opened = true
-	c.setDispatch(true)
-	c.s.h.OnOpen(c)
-	c.setDispatch(false)
+	if err := c.onOpen(); err != nil {
+		return err
+	}
 	c.flush()
 
 	for {
 		// Decode and hand over every complete frame read so far, then
 		// flush the replies in one go.
+		delivered := 0
 		if c.in.Buffered() > 0 {
-			if err := c.deliver(false); err != nil {
+			var err error
+			if delivered, err = c.deliver(false); err != nil {
 				c.flushAll()
 				return err
 			}
@@ -305,9 +373,7 @@ func (c *conn) run() error {
 		c.in.Done(split)
 
 		c.waitBelowHighWater()
-		if cfg.IdleTimeout > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-		}
+		c.setReadDeadline(delivered > 0)
 		// Checked after setting the deadline: Shutdown closes draining
 		// before it moves the deadline into the past, so one of the two
 		// is seen.
@@ -328,9 +394,49 @@ func (c *conn) run() error {
 				// Interrupted by Shutdown: a read that raced in still counts.
 				continue
 			}
+			if !c.frameStart.IsZero() && time.Since(c.frameStart) >= cfg.FrameTimeout {
+				return engine.FrameTimedOut(cfg.FrameTimeout)
+			}
 			return engine.ErrIdleTimeout
 		}
 		return err
+	}
+}
+
+// setReadDeadline sets the next read's deadline: the idle timeout from
+// now, or, while a frame is partial, the frame timeout from the frame's
+// start if that is sooner. A partial frame is a new one when frames were
+// delivered before it in this batch (the codec's), or the handler has
+// begun one (PartialFrame). Without either timeout it touches nothing, so
+// the steady state of a server without them costs no timer work.
+func (c *conn) setReadDeadline(delivered bool) {
+	cfg := &c.s.cfg
+	var d time.Time
+	var now time.Time
+	if cfg.IdleTimeout > 0 {
+		now = time.Now()
+		d = now.Add(cfg.IdleTimeout)
+	}
+	if cfg.FrameTimeout > 0 {
+		codecPartial := c.in.Buffered() > 0
+		begun := c.frameBegun.Swap(false)
+		if codecPartial || c.partial.Load() {
+			if c.frameStart.IsZero() || begun || (codecPartial && delivered) {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				c.frameStart = now
+			}
+			if fd := c.frameStart.Add(cfg.FrameTimeout); d.IsZero() || fd.Before(d) {
+				d = fd
+			}
+		} else {
+			c.frameStart = time.Time{}
+		}
+	}
+	if d != c.deadline {
+		c.deadline = d
+		c.nc.SetReadDeadline(d)
 	}
 }
 
@@ -338,23 +444,35 @@ func (c *conn) run() error {
 // codec's whole message) or a truncated one, and replies go out before the
 // connection closes.
 func (c *conn) finish() error {
-	err := c.deliver(true)
+	_, err := c.deliver(true)
 	c.flushAll()
 	return err
 }
 
 // deliver hands every complete frame buffered to the handler. Replies
 // queue up meanwhile; the caller flushes them in one go.
-func (c *conn) deliver(atEOF bool) error {
+//
+// A panic in the handler is recovered here, once per batch, and becomes
+// the connection's close reason (ErrPanic); only this connection ends.
+func (c *conn) deliver(atEOF bool) (delivered int, err error) {
 	h, split := c.s.h, c.s.split
 	c.setDispatch(true)
-	defer c.setDispatch(false)
+	defer func() {
+		c.setDispatch(false)
+		if delivered > 0 {
+			c.s.cfg.Stats.MessagesIn.Add(int64(delivered))
+		}
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnMessage", v)
+		}
+	}()
 	for {
 		frame, ok, err := c.in.Next(split, atEOF)
 		if err != nil || !ok {
-			return err
+			return delivered, err
 		}
 		h.OnMessage(c, frame)
+		delivered++
 	}
 }
 

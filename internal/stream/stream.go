@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -32,6 +33,8 @@ type server struct {
 	split     *framing.Splitter // the frame loop's codec and buffering
 	// Derived from cfg once, not on every Write.
 	writeLimit, lowWater int
+	overhead             int                 // the codec's framing bytes per message
+	perIP                *engine.AddrLimiter // nil without MaxConnsPerIP
 
 	mu       sync.Mutex
 	lns      []net.Listener
@@ -65,7 +68,9 @@ func newServer(cfg engine.Config, h engine.Handler, iterative bool) *server {
 			Initial: initialReadBuf, Keep: initialReadBuf,
 		}),
 		writeLimit: cfg.WriteLimit(),
+		overhead:   cfg.Codec.Overhead(),
 		lowWater:   cfg.LowWater(),
+		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
 		cfg:        cfg,
 		h:          h,
 		iterative:  iterative,
@@ -135,7 +140,7 @@ func (s *server) acceptLoop(ln net.Listener) error {
 				return nil
 			}
 			if temporaryAcceptError(err) {
-				s.cfg.Stats.AcceptErrors.Add(1)
+				s.cfg.Stats.CountAcceptError(err)
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
 				select {
@@ -153,7 +158,15 @@ func (s *server) acceptLoop(ln net.Listener) error {
 			abortConn(nc)
 			continue
 		}
-		c := s.track(nc)
+		ip := remoteIP(nc)
+		if !s.perIP.Acquire(ip) {
+			s.cfg.Stats.Rejected.Add(1)
+			s.cfg.Stats.RejectedPerIP.Add(1)
+			s.cfg.Logger.Debug("connection refused: per-address limit reached", "remote", nc.RemoteAddr(), "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+			abortConn(nc)
+			continue
+		}
+		c := s.track(nc, ip)
 		if c == nil {
 			return nil
 		}
@@ -174,11 +187,22 @@ func abortConn(nc net.Conn) {
 	nc.Close()
 }
 
-func (s *server) track(nc net.Conn) *conn {
+// remoteIP is the peer's IP address for the per-address limit; invalid for
+// a Unix socket, which the limit does not count.
+func remoteIP(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr()
+	}
+	return netip.Addr{}
+}
+
+func (s *server) track(nc net.Conn, ip netip.Addr) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
-		nc.Close()
+		s.perIP.Release(ip)
+		s.conwg.Add(1)
+		go s.lateAccept(nc)
 		return nil
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
@@ -190,6 +214,7 @@ func (s *server) track(nc net.Conn) *conn {
 		}
 	}
 	c := newConn(s, nc)
+	c.ip = ip
 	s.conns[c] = struct{}{}
 	s.conwg.Add(1)
 	s.cfg.Stats.Accepted.Add(1)
@@ -201,6 +226,7 @@ func (s *server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.perIP.Release(c.ip)
 	s.cfg.Stats.Active.Add(-1)
 	s.conwg.Done()
 }
