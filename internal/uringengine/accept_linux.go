@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/uring"
 )
@@ -50,10 +51,10 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 			// The connection died in the queue; the next is taken when
 			// the accept is armed again.
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-			l.s.stats.AcceptErrors.Add(1)
+			l.s.stats.CountAcceptError(err)
 			l.outOfDescriptors(li, err)
 		default:
-			l.s.stats.AcceptErrors.Add(1)
+			l.s.stats.CountAcceptError(err)
 			l.warnf("accept failed", "listener", li.Addr, "err", err)
 			li.resumeAfter = l.now + int64(acceptPause)
 		}
@@ -113,6 +114,14 @@ func (l *loop) newConn(fd int, li *listener) {
 		if sa, err := unix.Getpeername(fd); err == nil {
 			c.raddr, c.laddr = li.ConnAddrs(fd, sa)
 		}
+		if !s.perIP.Acquire(c.raddr.Addr()) {
+			s.nconns.Add(-1)
+			sockfd.Reset(fd)
+			s.stats.Rejected.Add(1)
+			s.stats.RejectedPerIP.Add(1)
+			s.log.Debug("connection refused: per-address limit reached", "remote", c.raddr, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+			return
+		}
 		if s.cfg.NoDelay {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
@@ -157,6 +166,7 @@ func (l *loop) refuse(c *conn, reason any) {
 	sockfd.Reset(int(c.fd))
 	c.l.load.Add(-1)
 	s.nconns.Add(-1)
+	s.perIP.Release(c.raddr.Addr())
 	s.stats.Rejected.Add(1)
 	s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
 }
@@ -209,13 +219,22 @@ func (l *loop) adopt(c *conn) {
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
-	l.open(c)
-	l.afterDispatch(c)
+	if l.open(c) {
+		l.afterDispatch(c)
+	}
 }
 
-// open runs OnOpen. The caller has set c.sched and dispatches afterwards.
-func (l *loop) open(c *conn) {
+// open runs OnOpen. The caller has set c.sched and dispatches afterwards,
+// unless open returns false: OnOpen panicked and c is closed.
+func (l *loop) open(c *conn) (ok bool) {
 	c.state = connstate.Open
 	c.flags |= connOpened
+	defer func() {
+		if v := recover(); v != nil {
+			l.closeConn(c, engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnOpen", v))
+			ok = false
+		}
+	}()
 	l.s.h.OnOpen(c)
+	return true
 }

@@ -43,6 +43,7 @@ func (l *loop) closeConn(c *conn, err error) {
 	l.load.Add(-1)
 	s.nconns.Add(-1)
 	s.stats.Active.Add(-1)
+	s.perIP.Release(c.raddr.Addr())
 	s.stats.CountClose(err)
 	engine.LogClose(s.log, c.RemoteAddr(), err)
 	if c.flags&(connSending|connSendWait) == 0 {
@@ -51,8 +52,19 @@ func (l *loop) closeConn(c *conn, err error) {
 	// A connection refused for its PROXY header never reached the
 	// handler, so it gets no OnClose either.
 	if c.flags&connOpened != 0 {
-		s.h.OnClose(c, err)
+		l.onClose(c, err)
 	}
+}
+
+// onClose runs OnClose; a panic in it is recovered, logged and counted,
+// and the loop carries on (the connection is closed already).
+func (l *loop) onClose(c *conn, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnClose", v)
+		}
+	}()
+	l.s.h.OnClose(c, err)
 }
 
 // retire frees a closed connection's slot once nothing of it is in

@@ -30,6 +30,7 @@ const (
 	connPaused               // reading paused: output above the high-water mark
 	connOpened               // OnOpen has run
 	connEOFHeld              // the peer's FIN came behind held input, not yet decoded
+	connFrame                // a frame is started and not complete (since frameStart)
 )
 
 // Requests other goroutines (and the handler) make of the loop (conn.req).
@@ -37,6 +38,8 @@ const (
 	reqClose      = 1 << iota // Close: drop output, close now
 	reqCloseWrite             // CloseWrite: flush, then shut the write half
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
+	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
+	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
 )
 
 // conn is one connection. The part under mu is what other goroutines
@@ -74,6 +77,7 @@ type conn struct {
 	heldOff      int
 	lastRead     int64 // loop clock at the last receive with data
 	lastProgress int64 // loop clock at the last send progress
+	frameStart   int64 // loop clock when the frame now partial began (connFrame)
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
 }
@@ -125,6 +129,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
+	s.stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
 }
@@ -156,6 +161,16 @@ func (c *conn) request(r uint32) error {
 	c.req.Or(r)
 	c.kickUnlock()
 	return nil
+}
+
+// PartialFrame marks (or clears) a frame the handler is assembling itself,
+// for the frame timeout; the loop reads the mark after the batch.
+func (c *conn) PartialFrame(started bool) {
+	if started {
+		c.req.Or(reqPartial | reqFrameBegun)
+	} else {
+		c.req.And(^uint32(reqPartial))
+	}
 }
 
 // LocalAddr is built on demand (sockfd.Listener.LocalAddr says why).

@@ -96,12 +96,19 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 	}
 }
 
-// buffer takes one received buffer for l.cur, then recycles it.
+// buffer takes one received buffer for l.cur, then recycles it. Bytes
+// that arrive for a connection already closed (the rest of a bundle after
+// a framing error, completions still queued) go straight back and are
+// not counted as taken in: no connection ever held them.
 func (l *loop) buffer(id uint16, data []byte) {
 	c := l.cur
-	l.bytesIn += int64(len(data))
 	switch {
 	case c == nil || c.state == connstate.Closed || len(data) == 0:
+		l.br.Recycle(id)
+		return
+	}
+	l.bytesIn += int64(len(data))
+	switch {
 	case l.draining:
 		c.lastRead = l.now // input after Shutdown is received and dropped
 	case c.flags&connPaused != 0 || len(c.held) > 0:
@@ -152,21 +159,40 @@ func (l *loop) input(c *conn) {
 		}
 		return
 	}
-	h := l.s.h
-	atEOF := c.state.AtEOF()
-	for c.req.Load()&(reqClose|reqSlow) == 0 {
-		frame, ok, err := c.in.Next(l.split, atEOF)
-		if err != nil {
-			l.closeConn(c, err)
-			return
-		}
-		if !ok {
-			break
-		}
-		h.OnMessage(c, frame)
+	delivered, err := l.dispatch(c, c.state.AtEOF())
+	if err != nil {
+		l.closeConn(c, err)
+		return
 	}
 	c.in.Done(l.split)
+	if l.s.frameTO > 0 {
+		l.frameCheck(c, delivered > 0)
+	}
 	l.afterDispatch(c)
+}
+
+// dispatch hands every complete frame to OnMessage. Its error is a
+// framing error, or ErrPanic: a panic in the handler is recovered here,
+// once per batch, and closes only this connection.
+func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
+	defer func() {
+		if delivered > 0 {
+			l.s.stats.MessagesIn.Add(int64(delivered))
+		}
+		if v := recover(); v != nil {
+			err = engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), "OnMessage", v)
+		}
+	}()
+	h := l.s.h
+	for c.req.Load()&(reqClose|reqSlow) == 0 {
+		frame, ok, err := c.in.Next(l.split, atEOF)
+		if err != nil || !ok {
+			return delivered, err
+		}
+		h.OnMessage(c, frame)
+		delivered++
+	}
+	return delivered, nil
 }
 
 // header parses the PROXY header from what c has received, and opens the
@@ -193,8 +219,7 @@ func (l *loop) header(c *conn) bool {
 	} else {
 		l.disarm(c, timerIdle)
 	}
-	l.open(c)
-	return true
+	return l.open(c)
 }
 
 // resume decodes what was held during a pause, a buffer's worth at a

@@ -41,6 +41,9 @@ type server struct {
 	writeLimit int
 	idle       int64 // ns, 0 = off
 	writeTO    int64 // ns, 0 = off
+	frameTO    int64 // ns, 0 = off
+
+	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
 
 	nconns atomic.Int64 // open connections, for MaxConns
 
@@ -79,6 +82,8 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 		writeLimit: cfg.WriteLimit(),
 		idle:       int64(max(cfg.IdleTimeout, 0)),
 		writeTO:    int64(max(cfg.WriteTimeout, 0)),
+		frameTO:    int64(max(cfg.FrameTimeout, 0)),
+		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
 		done:       make(chan struct{}),
 	}
 	return s, nil

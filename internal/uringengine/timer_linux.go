@@ -20,6 +20,7 @@ import (
 const (
 	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait
 	timerWrite        // write timeout: pending output made no progress
+	timerFrame        // frame timeout: a started frame is not complete
 	numTimers
 )
 
@@ -28,6 +29,31 @@ func (l *loop) arm(c *conn, kind uint8, when int64) {
 }
 
 func (l *loop) disarm(c *conn, kind uint8) { l.timers.Stop(&c.timer[kind]) }
+
+// frameCheck runs after each batch of input when the frame timeout is on,
+// as the reactor's does: a frame started (the accumulator or the handler
+// holds part of one) starts the clock unless it runs already for the
+// same frame; a frame complete stops it, lazily (the entry is found stale
+// when it comes up).
+func (l *loop) frameCheck(c *conn, delivered bool) {
+	r := c.req.Load()
+	if r&reqFrameBegun != 0 {
+		c.req.And(^uint32(reqFrameBegun))
+	}
+	codecPartial := c.in.Buffered() > 0
+	if !codecPartial && r&reqPartial == 0 {
+		c.flags &^= connFrame
+		return
+	}
+	if c.flags&connFrame != 0 && r&reqFrameBegun == 0 && !(codecPartial && delivered) {
+		return // the same frame, still partial
+	}
+	c.flags |= connFrame
+	c.frameStart = c.lastRead
+	if c.timer[timerFrame] == 0 {
+		l.arm(c, timerFrame, c.frameStart+l.s.frameTO)
+	}
+}
 
 // runTimers fires what is due: accept back-offs that have ended, and
 // idle, PROXY-header, linger and write timeouts.
@@ -74,6 +100,16 @@ func (l *loop) runTimers() {
 				continue
 			}
 			l.closeConn(c, engine.ErrWriteTimeout)
+		case timerFrame:
+			l.disarm(c, timerFrame)
+			if c.flags&connFrame == 0 || l.draining {
+				continue // the frame completed; the next one re-arms
+			}
+			if due := c.frameStart + s.frameTO; due > l.now {
+				l.arm(c, timerFrame, due)
+				continue
+			}
+			l.closeConn(c, engine.FrameTimedOut(time.Duration(s.frameTO)))
 		}
 	}
 }
