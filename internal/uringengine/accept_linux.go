@@ -40,6 +40,23 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 			sockfd.Reset(fd)
 			return
 		}
+		if overLimit(fd) {
+			// io_uring took the descriptor limit when the accept was
+			// prepared; it has been lowered since. Honour the current
+			// one: shed this connection as accept(2) would have failed,
+			// and re-arm the accept so it takes the limit afresh.
+			sockfd.Reset(fd)
+			l.s.stats.CountAcceptError(unix.EMFILE)
+			l.s.stats.Rejected.Add(1)
+			l.warnf("accept failed: out of descriptors; shedding connections", "listener", li.Addr, "err", unix.EMFILE)
+			if li.armed {
+				sqe := l.sqe()
+				sqe.PrepCancel(userData(udAccept, 0, uint32(li.idx)), true)
+				sqe.SetUserData(userData(udCancel, 0, 0))
+				sqe.SetFlags(uring.SQECQESkipSuccess)
+			}
+			return
+		}
 		// While draining, a connection the kernel accepted before the
 		// accept was cancelled is still taken, and closed gracefully
 		// (adopt).
@@ -237,4 +254,11 @@ func (l *loop) open(c *conn) (ok bool) {
 	}()
 	l.s.h.OnOpen(c)
 	return true
+}
+
+// overLimit reports whether fd is at or above the process's descriptor
+// limit as it is now (one prlimit per accepted connection).
+func overLimit(fd int) bool {
+	var rl unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && uint64(fd) >= rl.Cur
 }
