@@ -70,6 +70,12 @@ var conformanceCases = []struct {
 	{"PanicInOnMessage", testPanicIn("OnMessage"), false},
 	{"PanicInOnClose", testPanicIn("OnClose"), false},
 	{"DistrustedCodec", testDistrustedCodec, false},
+	{"AsyncReplyAfterFIN", testAsyncReplyAfterFIN, false},
+	{"ConnDeadline", testConnDeadline, false},
+	{"Tick", testTick, false},
+	{"ShutdownNotice", testShutdownNotice, false},
+	{"CodecSwitch", testCodecSwitch, false},
+	{"ConnContextStats", testConnContextStats, false},
 }
 
 func TestConformance(t *testing.T) {
@@ -730,13 +736,13 @@ func (h *eventRecorder) add(e string) {
 }
 
 func (h *eventRecorder) OnOpen(c switchboard.Conn) {
-	c.SetContext("state")
+	c.SetValue("state")
 	h.add("open")
 	c.Write([]byte("welcome"))
 }
 
 func (h *eventRecorder) OnMessage(c switchboard.Conn, msg []byte) {
-	h.add("msg:" + string(msg) + ":" + fmt.Sprint(c.Context()))
+	h.add("msg:" + string(msg) + ":" + fmt.Sprint(c.Value()))
 	if string(msg) == "bye" {
 		c.Write([]byte("bye"))
 		c.CloseWrite()

@@ -20,6 +20,9 @@ var (
 	// ErrSlowConsumer closes a connection whose pending output would have
 	// passed its hard limit: the peer does not read fast enough.
 	ErrSlowConsumer = engine.ErrSlowConsumer
+	// ErrHalfCloseTimeout closes a HalfCloser's connection that was still
+	// open the half-close timeout after the peer's FIN.
+	ErrHalfCloseTimeout = engine.ErrHalfCloseTimeout
 	// ErrShutdown closes connections still open when Shutdown's deadline
 	// passes.
 	ErrShutdown = engine.ErrShutdown

@@ -59,12 +59,12 @@ type counter struct {
 
 func (counter) OnOpen(c switchboard.Conn) {
 	n := 0
-	c.SetContext(&n)
+	c.SetValue(&n)
 	c.Write([]byte("ready"))
 }
 
 func (counter) OnMessage(c switchboard.Conn, msg []byte) {
-	n := c.Context().(*int)
+	n := c.Value().(*int)
 	*n++
 	c.Write(fmt.Appendf(nil, "%d: %s", *n, msg))
 }

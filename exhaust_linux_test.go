@@ -350,7 +350,12 @@ func TestDescriptorExhaustion(t *testing.T) {
 				t.Skip("one connection at a time: it never holds more than one client descriptor")
 			}
 			ch := startHostileChild(t, model)
-			base := ch.stats(t)
+			// One exchange first, so what is created lazily (the
+			// runtime poller's descriptors) is in the baseline.
+			if err := streamOnce(ch.addr, 76); err != nil {
+				t.Fatal(err)
+			}
+			base := ch.awaitStats(t, "the first exchange to close", func(s childStats) bool { return s.active == 0 })
 			stop := traffic(t, ch.addr, 4)
 			ch.awaitStats(t, "the traffic connections", func(s childStats) bool { return s.active == 4 })
 			ch.do(t, "limit 4", "limited <nil>")

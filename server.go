@@ -33,11 +33,12 @@ type Server struct {
 	model   string
 	cfg     engine.Config
 
-	mu     sync.Mutex
-	eng    engine.Engine
-	lns    []net.Listener
-	closed bool
-	stats  engine.Stats
+	mu         sync.Mutex
+	onShutdown []func()
+	eng        engine.Engine
+	lns        []net.Listener
+	closed     bool
+	stats      engine.Stats
 }
 
 // Option configures a Server.
@@ -98,6 +99,38 @@ func WithCodec(c framing.Codec) Option {
 			return errors.New("switchboard: nil codec")
 		}
 		s.cfg.Codec = c
+		return nil
+	}
+}
+
+// WithReplyCodec frames what handlers Write with c instead of the request
+// codec, for protocols whose replies are framed differently from their
+// requests: framing.Raw, for example, sends each Write as it is, for a
+// handler that frames its replies itself (RESP, HTTP).
+func WithReplyCodec(c framing.Codec) Option {
+	return func(s *Server) error {
+		if c == nil {
+			return errors.New("switchboard: nil reply codec")
+		}
+		s.cfg.ReplyCodec = c
+		return nil
+	}
+}
+
+// WithHalfCloseTimeout bounds how long a HalfCloser's connection stays
+// open after the peer's FIN (default 10 s; d <= 0 keeps the default).
+func WithHalfCloseTimeout(d time.Duration) Option {
+	return func(s *Server) error { s.cfg.HalfCloseTimeout = d; return nil }
+}
+
+// WithOnShutdown registers f to be called when Shutdown begins, before
+// connections drain (see RegisterOnShutdown).
+func WithOnShutdown(f func()) Option {
+	return func(s *Server) error {
+		if f == nil {
+			return errors.New("switchboard: nil shutdown hook")
+		}
+		s.onShutdown = append(s.onShutdown, f)
 		return nil
 	}
 }
@@ -242,8 +275,15 @@ func (s *Server) Serve(lns ...net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("switchboard: server already serving")
 	}
+	cfg := s.cfg
+	if hc, ok := s.handler.(HalfCloser); ok {
+		cfg.OnPeerClose = func(c engine.Conn) { hc.OnPeerClose(c) }
+	}
+	if tk, ok := s.handler.(Ticker); ok {
+		cfg.OnTick = tk.OnTick
+	}
 	ctor := lookupCtor(s.model)
-	eng, err := ctor(s.cfg, adapter{s.handler})
+	eng, err := ctor(cfg, adapter{s.handler})
 	if err != nil {
 		s.mu.Unlock()
 		return err
@@ -309,12 +349,38 @@ func (s *Server) Addr() net.Addr {
 // their replies sent, and closes each connection once its output has gone.
 // If ctx ends first, the remaining connections are closed and ctx's error
 // is returned. Serve returns ErrServerClosed.
+//
+// The shutdown hooks (RegisterOnShutdown, WithOnShutdown) run first, once,
+// in the order registered, on the caller's goroutine, before any
+// connection starts draining: what they Write is sent before the FIN.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	hooks := s.onShutdown
+	s.onShutdown = nil
+	s.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	eng := s.stop()
 	if eng == nil {
 		return nil
 	}
 	return eng.Shutdown(ctx)
+}
+
+// RegisterOnShutdown registers f to be called when Shutdown begins, like
+// http.Server's: before connections drain, so a handler can tell its
+// clients (a pub/sub server's subscribers, say) while they can still be
+// written to. f runs on the goroutine that called Shutdown and should
+// not block for long: Shutdown's drain waits for it. Close does not run
+// the hooks.
+func (s *Server) RegisterOnShutdown(f func()) {
+	if f == nil {
+		return
+	}
+	s.mu.Lock()
+	s.onShutdown = append(s.onShutdown, f)
+	s.mu.Unlock()
 }
 
 // Close closes the listeners and every connection at once.

@@ -183,8 +183,9 @@ type Conn struct {
 	codec   framing.Codec
 	timeout time.Duration
 	// fixedDeadline is set while a deadline from SetDeadline is in force,
-	// which replaces the per-operation timeout.
+	// which replaces the per-operation timeout; deadline is its value.
 	fixedDeadline atomic.Bool
+	deadline      time.Time
 
 	// Sending side.
 	wbuf []byte
@@ -312,6 +313,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // in place of the per-operation timeout of WithTimeout. The zero time
 // removes it and brings the per-operation timeout back.
 func (c *Conn) SetDeadline(t time.Time) error {
+	c.deadline = t
 	c.fixedDeadline.Store(!t.IsZero())
 	return c.nc.SetDeadline(t)
 }
@@ -426,11 +428,20 @@ func newError(op, addr string, err error, d time.Duration) *Error {
 // framing.ErrTruncated; a frame over the codec's maximum, one wrapping
 // framing.ErrFrameTooLarge. Errors are final: later calls return them
 // again.
-func (c *Conn) Receive() ([]byte, error) {
+//
+// ctx bounds the wait as well: its deadline, when sooner than the
+// timeout, is the read deadline, and cancelling it interrupts a read in
+// progress. Then Receive returns an Error wrapping ctx.Err(), and that one
+// is not final: bytes already read are kept, and a later Receive carries
+// on where this one stopped.
+func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	if c.rerr != nil {
 		return nil, c.rerr
 	}
-	armed := false
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Op: "receive", Addr: c.addr, Err: err}
+	}
+	armed, ctxDeadline := false, false
 	for {
 		frame, ok, err := c.in.Next(c.split, c.eof)
 		if err != nil {
@@ -448,15 +459,65 @@ func (c *Conn) Receive() ([]byte, error) {
 		}
 		if !armed {
 			armed = true
-			if c.timeout > 0 && !c.fixedDeadline.Load() {
-				c.nc.SetReadDeadline(time.Now().Add(c.timeout))
-			}
+			ctxDeadline = c.armRead(ctx)
 		}
-		if err := c.fill(); err != nil {
-			c.rerr = err
+		if err := c.fillCtx(ctx, ctxDeadline); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// armRead sets the read deadline for one Receive: the per-operation
+// timeout or SetDeadline's, or ctx's deadline when that is sooner, which
+// it reports.
+func (c *Conn) armRead(ctx context.Context) (ctxDeadline bool) {
+	var d time.Time
+	switch {
+	case c.fixedDeadline.Load():
+		d = c.deadline
+	case c.timeout > 0:
+		d = time.Now().Add(c.timeout)
+	}
+	if cd, ok := ctx.Deadline(); ok && (d.IsZero() || cd.Before(d)) {
+		d, ctxDeadline = cd, true
+	}
+	if !d.IsZero() || ctx.Done() != nil {
+		c.nc.SetReadDeadline(d)
+	}
+	return ctxDeadline
+}
+
+// fillCtx is fill, interrupted when ctx ends: a watcher moves the read
+// deadline into the past, and the timeout that results is reported as
+// ctx's error, which leaves the connection usable. A context that can
+// never end costs nothing here.
+func (c *Conn) fillCtx(ctx context.Context, ctxDeadline bool) error {
+	if ctx.Done() == nil {
+		if err := c.fill(); err != nil {
+			c.rerr = err
+			return err
+		}
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
+	err := c.fill()
+	interrupted := !stop()
+	if err != nil && (interrupted || ctxDeadline || ctx.Err() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.ioErr = nil
+		if interrupted {
+			// Later calls arm their own deadline; this one is in the past.
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		cause := ctx.Err()
+		if cause == nil {
+			cause = context.DeadlineExceeded // the read deadline was ctx's, a moment early
+		}
+		return &Error{Op: "receive", Addr: c.addr, Err: cause}
+	}
+	if err != nil {
+		c.rerr = err
+	}
+	return err
 }
 
 // fill reads once into the buffer, behind what it holds (the buffer grows
@@ -487,7 +548,7 @@ func (c *Conn) Request(msg []byte) ([]byte, error) {
 	if err := c.Send(msg); err != nil {
 		return nil, err
 	}
-	return c.Receive()
+	return c.Receive(context.Background())
 }
 
 // ReadAll returns everything the server sends until it closes its write

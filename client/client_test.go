@@ -82,7 +82,7 @@ func TestUnixSocket(t *testing.T) {
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Receive(); err != io.EOF {
+	if _, err := c.Receive(context.Background()); err != io.EOF {
 		t.Fatalf("Receive after CloseWrite = %v, want io.EOF", err)
 	}
 }
@@ -165,7 +165,7 @@ func TestReceiveAnySplit(t *testing.T) {
 			errc := writeChunks(w, stream, sizes, true)
 			var got []string
 			for range 100 {
-				m, err := c.Receive()
+				m, err := c.Receive(context.Background())
 				if err == io.EOF {
 					break
 				}
@@ -188,12 +188,12 @@ func TestRawReceiveIsOneRead(t *testing.T) {
 	c, w := pipeConn(t)
 	errc := writeChunks(w, []byte("abcde"), []int{3, 2}, true)
 	for _, want := range []string{"abc", "de"} {
-		got, err := c.Receive()
+		got, err := c.Receive(context.Background())
 		if err != nil || string(got) != want {
 			t.Fatalf("Receive = %q, %v; want %q", got, err, want)
 		}
 	}
-	if _, err := c.Receive(); err != io.EOF {
+	if _, err := c.Receive(context.Background()); err != io.EOF {
 		t.Fatalf("Receive at end = %v, want io.EOF", err)
 	}
 	<-errc
@@ -209,7 +209,7 @@ func TestReceiveLargeFrames(t *testing.T) {
 		// socket buffers of both directions.
 		errc := make(chan error, 1)
 		go func() { errc <- c.Send(msg) }()
-		got, err := c.Receive()
+		got, err := c.Receive(context.Background())
 		if err != nil || !bytes.Equal(got, msg) {
 			t.Fatalf("size %d: got %d bytes, %v", size, len(got), err)
 		}
@@ -261,14 +261,14 @@ func TestFramingErrors(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		c, w := pipeConn(t, WithFraming("line", 8))
 		errc := writeChunks(w, []byte("short\n0123456789abcdef\n"), []int{4}, true)
-		if m, err := c.Receive(); err != nil || string(m) != "short" {
+		if m, err := c.Receive(context.Background()); err != nil || string(m) != "short" {
 			t.Fatalf("Receive = %q, %v", m, err)
 		}
-		_, err := c.Receive()
+		_, err := c.Receive(context.Background())
 		if !errors.Is(err, framing.ErrFrameTooLarge) {
 			t.Fatalf("Receive = %v, want ErrFrameTooLarge", err)
 		}
-		if _, err2 := c.Receive(); err2 != err {
+		if _, err2 := c.Receive(context.Background()); err2 != err {
 			t.Fatalf("error not sticky: %v", err2)
 		}
 		var ce *Error
@@ -285,7 +285,7 @@ func TestFramingErrors(t *testing.T) {
 	t.Run("truncated", func(t *testing.T) {
 		c, w := pipeConn(t, WithFraming("len:4", 0))
 		errc := writeChunks(w, []byte("\x00\x00\x00\x05hel"), []int{100}, true)
-		if _, err := c.Receive(); !errors.Is(err, framing.ErrTruncated) {
+		if _, err := c.Receive(context.Background()); !errors.Is(err, framing.ErrTruncated) {
 			t.Fatalf("Receive = %v, want ErrTruncated", err)
 		}
 		<-errc
@@ -293,7 +293,7 @@ func TestFramingErrors(t *testing.T) {
 	t.Run("unknown type", func(t *testing.T) {
 		c, w := pipeConn(t, WithFraming("typed:a=1", 0))
 		errc := writeChunks(w, []byte("z1"), []int{100}, true)
-		if _, err := c.Receive(); !errors.Is(err, framing.ErrUnknownType) {
+		if _, err := c.Receive(context.Background()); !errors.Is(err, framing.ErrUnknownType) {
 			t.Fatalf("Receive = %v, want ErrUnknownType", err)
 		}
 		<-errc
@@ -324,7 +324,7 @@ func TestInvalidMessageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"a", "b"} {
-		if got, err := c.Receive(); err != nil || string(got) != want {
+		if got, err := c.Receive(context.Background()); err != nil || string(got) != want {
 			t.Fatalf("Receive = %q, %v", got, err)
 		}
 	}
@@ -386,7 +386,7 @@ func TestTimeouts(t *testing.T) {
 	// An explicit deadline replaces the per-operation timeout.
 	c2 := dial(t, silent, WithTimeout(time.Hour))
 	c2.SetDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := c2.Receive(); !errors.Is(err, ErrTimeout) || err.Error() != "receive "+silent+": timed out" {
+	if _, err := c2.Receive(context.Background()); !errors.Is(err, ErrTimeout) || err.Error() != "receive "+silent+": timed out" {
 		t.Fatalf("Receive with a deadline = %v", err)
 	}
 	c3 := dial(t, silent, WithTimeout(50*time.Millisecond))
@@ -406,11 +406,11 @@ func TestEOFAndHalfClose(t *testing.T) {
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Receive()
+	got, err := c.Receive(context.Background())
 	if err != nil || string(got) != "GET / HTTP/1.0\r\n\r\n" {
 		t.Fatalf("Receive = %q, %v", got, err)
 	}
-	if _, err := c.Receive(); err != io.EOF {
+	if _, err := c.Receive(context.Background()); err != io.EOF {
 		t.Fatalf("second Receive = %v, want io.EOF", err)
 	}
 	if err := c.Send([]byte("more")); err == nil {
@@ -425,7 +425,7 @@ func TestEOFAndHalfClose(t *testing.T) {
 	if err := c2.SendBatch([]byte("one"), []byte("two"), []byte("three")); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := c2.Receive(); err != nil || string(m) != "one" {
+	if m, err := c2.Receive(context.Background()); err != nil || string(m) != "one" {
 		t.Fatalf("Receive = %q, %v", m, err)
 	}
 	c2.CloseWrite()
@@ -459,7 +459,7 @@ func TestConcurrentSendReceive(t *testing.T) {
 		}
 	}()
 	for i := range n {
-		got, err := c.Receive()
+		got, err := c.Receive(context.Background())
 		if err != nil || string(got) != fmt.Sprintf("msg %d", i) {
 			t.Fatalf("message %d = %q, %v", i, got, err)
 		}
@@ -476,5 +476,38 @@ func TestAddrsAndLocalAddr(t *testing.T) {
 	la, ok := c.LocalAddr().(*net.TCPAddr)
 	if !ok || !la.IP.Equal(net.IPv4(127, 0, 0, 1)) || la.Port == 0 {
 		t.Errorf("LocalAddr %v", c.LocalAddr())
+	}
+}
+
+func TestReceiveContext(t *testing.T) {
+	// Each reply comes 200ms late, from the connection's own timer.
+	late := switchboard.HandlerFunc(func(c switchboard.Conn, msg []byte) {
+		reply := append([]byte(nil), msg...)
+		c.AfterFunc(200*time.Millisecond, func() { c.Write(reply) })
+	})
+	addr := startServer(t, "127.0.0.1:0", late)
+	c := dial(t, addr, WithFraming("line", 0))
+	if err := c.Send([]byte("one")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Cancelling interrupts the read; the connection stays usable.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(30*time.Millisecond, cancel)
+	if _, err := c.Receive(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Receive with a cancelled context = %v", err)
+	}
+	if _, err := c.Receive(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Receive with a context already done = %v", err)
+	}
+	// A context's deadline bounds the wait too.
+	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer dcancel()
+	if _, err := c.Receive(dctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive past the context's deadline = %v", err)
+	}
+	got, err := c.Receive(context.Background())
+	if err != nil || string(got) != "one" {
+		t.Fatalf("Receive after the interruptions = %q, %v", got, err)
 	}
 }

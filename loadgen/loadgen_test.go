@@ -197,9 +197,9 @@ func TestMismatchDetected(t *testing.T) {
 // closer echoes 5 messages per connection, then closes it.
 type closer struct{ switchboard.BaseHandler }
 
-func (closer) OnOpen(c switchboard.Conn) { c.SetContext(new(int)) }
+func (closer) OnOpen(c switchboard.Conn) { c.SetValue(new(int)) }
 func (closer) OnMessage(c switchboard.Conn, msg []byte) {
-	n := c.Context().(*int)
+	n := c.Value().(*int)
 	if *n++; *n > 5 {
 		c.Close()
 		return

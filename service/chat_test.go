@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -59,7 +60,7 @@ func (o *observed) waitClosed(t *testing.T) error {
 
 func receive(t *testing.T, c *client.Conn, want string) {
 	t.Helper()
-	got, err := c.Receive()
+	got, err := c.Receive(context.Background())
 	if err != nil || string(got) != want {
 		t.Fatalf("Receive = %.40q, %v; want %.40q", got, err, want)
 	}

@@ -38,9 +38,9 @@ import (
 // that the client sends the body it then waits to send. Transfer-Encoding
 // (chunked bodies) is not supported and gets 400.
 //
-// A head that is malformed (see parseHead for the rules: a bad request
-// line, a bad header line, obs-fold continuation lines, a bare CR, an HTTP
-// version other than 1.0 and 1.1, a missing or repeated Host in HTTP/1.1,
+// A head that is malformed (a bad request line, a bad header line,
+// obs-fold continuation lines, a bare CR, an HTTP version other than 1.0
+// and 1.1, a missing or repeated Host in HTTP/1.1,
 // conflicting Content-Length values), or one larger than 8 KiB, gets
 // "400 Bad Request" with "Connection: close", and the connection is closed
 // the same lingering way after the reply. Lines may end in CRLF or, as RFC
@@ -53,7 +53,7 @@ import (
 //
 // In the steady state, whole requests in each read, the handler allocates
 // nothing: replies are prebuilt once a second (for the Date header) and
-// per-connection state lives in Conn.Context only while a partial head or
+// per-connection state lives in Conn.Value only while a partial head or
 // the rest of a body is pending, taken from and returned to a pool.
 func Hello() switchboard.Handler { return helloHandler{} }
 
@@ -82,8 +82,8 @@ type helloHandler struct{}
 func (helloHandler) OnOpen(switchboard.Conn) {}
 
 func (helloHandler) OnClose(c switchboard.Conn, _ error) {
-	if st, ok := c.Context().(*helloState); ok {
-		c.SetContext(nil)
+	if st, ok := c.Value().(*helloState); ok {
+		c.SetValue(nil)
 		releaseState(st)
 	}
 }
@@ -97,13 +97,13 @@ func releaseState(st *helloState) {
 func state(c switchboard.Conn, st *helloState) *helloState {
 	if st == nil {
 		st = statePool.Get().(*helloState)
-		c.SetContext(st)
+		c.SetValue(st)
 	}
 	return st
 }
 
 func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
-	st, _ := c.Context().(*helloState)
+	st, _ := c.Value().(*helloState)
 	if st != nil && st.closing {
 		st.ignored += len(msg)
 		if st.ignored > maxIgnored {
@@ -195,7 +195,7 @@ func (helloHandler) OnMessage(c switchboard.Conn, msg []byte) {
 		}
 	}
 	if st != nil && len(st.buf) == 0 && st.skip == 0 {
-		c.SetContext(nil)
+		c.SetValue(nil)
 		releaseState(st)
 	}
 }

@@ -300,19 +300,19 @@ func TestHelloStateReleased(t *testing.T) {
 	h.OnOpen(c)
 	req := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 	h.OnMessage(c, []byte(req[:10]))
-	if c.Context() == nil {
+	if c.Value() == nil {
 		t.Fatal("no state kept for a partial head")
 	}
 	h.OnMessage(c, []byte(req[10:]))
-	if c.Context() != nil {
+	if c.Value() != nil {
 		t.Fatal("state kept after the head completed")
 	}
 	h.OnMessage(c, []byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab"))
-	if c.Context() == nil {
+	if c.Value() == nil {
 		t.Fatal("no state kept for a pending body")
 	}
 	h.OnMessage(c, []byte("cd"+req))
-	if c.Context() != nil {
+	if c.Value() != nil {
 		t.Fatal("state kept after the body was skipped")
 	}
 	if got, want := normalize(c.out), ok11+ok11+ok11; got != want {
@@ -373,7 +373,7 @@ func TestHelloIgnoresThenClosesAfterLastReply(t *testing.T) {
 		t.Fatal("not closed after ignoring more than the limit")
 	}
 	h.OnClose(c, nil)
-	if c.Context() != nil {
+	if c.Value() != nil {
 		t.Fatal("state left after OnClose")
 	}
 }

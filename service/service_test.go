@@ -212,5 +212,11 @@ func (c *fakeConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 
 func (c *fakeConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 }
-func (c *fakeConn) Context() any     { return c.value }
-func (c *fakeConn) SetContext(v any) { c.value = v }
+func (c *fakeConn) Value() any                      { return c.value }
+func (c *fakeConn) SetValue(v any)                  { c.value = v }
+func (c *fakeConn) Context() context.Context        { return context.Background() }
+func (c *fakeConn) Stats() switchboard.ConnStats    { return switchboard.ConnStats{} }
+func (c *fakeConn) SetIdleTimeout(time.Duration)    {}
+func (c *fakeConn) AfterFunc(time.Duration, func()) {}
+func (c *fakeConn) SetCodec(framing.Codec)          {}
+func (c *fakeConn) SetReplyCodec(framing.Codec)     {}

@@ -228,7 +228,7 @@ func (s *sendSession) lockstep(c *client.Conn, src msgSource) error {
 			}
 			continue
 		}
-		reply, err := c.Receive()
+		reply, err := c.Receive(context.Background())
 		if err == io.EOF {
 			return fmt.Errorf("receive %s: connection closed by the server before replying to message %d", s.f.connect, i)
 		}
@@ -256,7 +256,7 @@ func (s *sendSession) eofExchange(c *client.Conn, src msgSource) error {
 	if err := c.CloseWrite(); err != nil {
 		return err
 	}
-	reply, err := c.Receive()
+	reply, err := c.Receive(context.Background())
 	if err != nil && err != io.EOF { // io.EOF: an empty reply
 		return err
 	}
@@ -308,7 +308,7 @@ func (s *sendSession) receiveAll(c *client.Conn) error {
 		return err
 	}
 	for {
-		reply, err := c.Receive()
+		reply, err := c.Receive(context.Background())
 		if err == io.EOF {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -201,7 +202,7 @@ func (s *sendSession) streamReplies(c *client.Conn) error {
 		}
 	}
 	for {
-		reply, err := c.Receive()
+		reply, err := c.Receive(context.Background())
 		if err == io.EOF || errors.Is(err, net.ErrClosed) {
 			return nil
 		}

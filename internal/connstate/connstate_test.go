@@ -23,7 +23,7 @@ func TestTransitions(t *testing.T) {
 	if f := s.Flushed(); f != Stay || s != WriteShut {
 		t.Fatalf("flushed again: %v, %v", f, s)
 	}
-	s.PeerEOF()
+	s.PeerEOF(true)
 	if s != Finishing || s.Reading() || !s.AtEOF() {
 		t.Fatalf("peer FIN: %v", s)
 	}
@@ -40,12 +40,36 @@ func TestTransitions(t *testing.T) {
 	}{
 		{Header, ShuttingWrite, false}, {Open, ShuttingWrite, false},
 		{ShuttingWrite, ShuttingWrite, false}, {WriteShut, WriteShut, true},
-		{Finishing, Finishing, false},
+		{Finishing, Finishing, false}, {PeerShut, Finishing, false},
 	} {
 		s := c.from
 		if fin := s.Drain(); s != c.to || fin != c.finSent {
 			t.Errorf("Drain from %v: %v, finSent %v; want %v, %v", c.from, s, fin, c.to, c.finSent)
 		}
+	}
+	// A HalfCloser's connection stays after the peer's FIN, writable,
+	// not reading, until CloseWrite.
+	s = Open
+	s.PeerEOF(true)
+	if s != PeerShut || s.Reading() || !s.AtEOF() {
+		t.Fatalf("peer FIN kept: %v", s)
+	}
+	if f := s.Flushed(); f != Stay || s != PeerShut {
+		t.Fatalf("flushed in peer-shut: %v, %v", f, s)
+	}
+	s.CloseWrite()
+	if s != Finishing {
+		t.Fatalf("CloseWrite in peer-shut: %v", s)
+	}
+	s = Open
+	s.PeerEOF(false)
+	if s != Finishing {
+		t.Fatalf("peer FIN, not kept: %v", s)
+	}
+	s = ShuttingWrite
+	s.PeerEOF(true)
+	if s != Finishing {
+		t.Fatalf("peer FIN after CloseWrite, kept: %v", s)
 	}
 	if Open.AtEOF() || Closed.Reading() || State(99).String() != "invalid" || Header.String() != "header" {
 		t.Fatal("queries")

@@ -31,9 +31,33 @@ type Conn interface {
 	CloseWrite() error
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
-	// Context returns the value last stored with SetContext.
-	Context() any
-	SetContext(v any)
+	// Value returns the value last stored with SetValue.
+	Value() any
+	SetValue(v any)
+	// Context is cancelled when the connection closes. It is made on the
+	// first call, so connections that never ask pay nothing for it.
+	Context() context.Context
+	// Stats counts the connection's traffic so far.
+	Stats() ConnStats
+	// SetIdleTimeout replaces the server's idle timeout for this
+	// connection (0: none), counted from the last data received.
+	SetIdleTimeout(d time.Duration)
+	// AfterFunc runs f after d, serialised with the connection's other
+	// callbacks (on its loop, on the event-loop models), unless the
+	// connection has closed by then.
+	AfterFunc(d time.Duration, f func())
+	// SetCodec changes the codec that decodes the messages still to come
+	// (bytes already received included) and frames later Writes.
+	SetCodec(c framing.Codec)
+	// SetReplyCodec changes only the codec that frames later Writes.
+	SetReplyCodec(c framing.Codec)
+}
+
+// ConnStats are one connection's counters. Bytes are as on the wire
+// (framing included); messages are frames decoded and Writes queued.
+type ConnStats struct {
+	BytesIn, BytesOut       int64
+	MessagesIn, MessagesOut int64
 }
 
 // Handler receives a connection's events. Calls for one connection never
@@ -81,6 +105,9 @@ var (
 	// ErrPanic: a handler callback panicked on this connection; the panic
 	// was recovered and only this connection closed.
 	ErrPanic = errors.New("switchboard: handler panicked")
+	// ErrHalfCloseTimeout: after the peer's FIN the handler neither closed
+	// the connection nor let it drain within HalfCloseTimeout.
+	ErrHalfCloseTimeout = errors.New("switchboard: half-close timeout: the handler did not close after the peer's FIN")
 	// ErrUnsupported: the model cannot run on this platform or with this
 	// configuration.
 	ErrUnsupported = errors.New("switchboard: unsupported")
@@ -90,6 +117,23 @@ var (
 // replaced by Normalize.
 type Config struct {
 	Codec framing.Codec
+	// ReplyCodec frames Writes; nil means Codec.
+	ReplyCodec framing.Codec
+	// HalfCloseTimeout bounds how long a connection stays open for the
+	// handler's writes after the peer's FIN, when OnPeerClose is set
+	// (0: HalfCloseWait).
+	HalfCloseTimeout time.Duration
+	// OnPeerClose, when set, is called once the peer's FIN has arrived and
+	// every message before it was handled; the connection then stays
+	// writable until the handler closes it (CloseWrite: after its output
+	// has gone) or HalfCloseTimeout passes. Unset, the connection closes
+	// as soon as the replies already queued are flushed.
+	OnPeerClose func(c Conn)
+	// OnTick, when set, is called once when serving starts and then after
+	// each delay it returns, until it returns a delay <= 0 or Shutdown or
+	// Close begins. Event-loop engines run it on their first loop; the
+	// others on a goroutine of its own.
+	OnTick func() time.Duration
 	// MaxPending is the high-water mark of queued output per connection:
 	// above it the engine stops reading that connection until the queue is
 	// below LowWater.
@@ -136,6 +180,12 @@ const ReadBufferSize = 64 << 10
 func (cfg *Config) Normalize() *Config {
 	if cfg.Codec == nil {
 		cfg.Codec = framing.Raw(framing.DefaultMaxFrame)
+	}
+	if cfg.ReplyCodec == nil {
+		cfg.ReplyCodec = cfg.Codec
+	}
+	if cfg.HalfCloseTimeout <= 0 {
+		cfg.HalfCloseTimeout = HalfCloseWait
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
@@ -199,7 +249,7 @@ type CloseReason uint8
 const (
 	ClosePeer          CloseReason = iota // orderly: the peer's EOF or the handler's Close
 	CloseError                            // the socket failed (reset, broken pipe, ...)
-	CloseIdle                             // ErrIdleTimeout
+	CloseIdle                             // ErrIdleTimeout, ErrHalfCloseTimeout
 	CloseWriteTimeout                     // ErrWriteTimeout
 	CloseFrameTimeout                     // a frame did not complete in time
 	CloseSlowConsumer                     // ErrSlowConsumer
@@ -228,7 +278,9 @@ func CloseReasonOf(err error) CloseReason {
 	switch {
 	case err == nil:
 		return ClosePeer
-	case errors.Is(err, ErrIdleTimeout):
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, ErrHalfCloseTimeout):
+		// A half-closed connection the handler left open counts as idle:
+		// nothing happened on it for the half-close wait.
 		return CloseIdle
 	case errors.Is(err, ErrWriteTimeout):
 		return CloseWriteTimeout

@@ -24,6 +24,7 @@ func TestCloseReasonOf(t *testing.T) {
 		{nil, ClosePeer},
 		{syscall.ECONNRESET, CloseError},
 		{ErrIdleTimeout, CloseIdle},
+		{ErrHalfCloseTimeout, CloseIdle},
 		{ErrWriteTimeout, CloseWriteTimeout},
 		{ErrSlowConsumer, CloseSlowConsumer},
 		{fmt.Errorf("decode: %w", framing.ErrFrameTooLarge), CloseProtocolError},

@@ -87,3 +87,7 @@ func Recovered(l *slog.Logger, stats *Stats, remote net.Addr, callback string, v
 		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	return fmt.Errorf("%w in %s: %v", ErrPanic, callback, v)
 }
+
+// HalfCloseWait is the default bound on how long a connection whose peer
+// has sent its FIN stays open for a HalfCloser handler's writes.
+const HalfCloseWait = 10 * time.Second

@@ -263,7 +263,10 @@ func (l *link) pump(src, dst *net.TCPConn, upstream bool) {
 					next = now
 				}
 				next = next.Add(time.Duration(float64(n) / float64(r) * float64(time.Second)))
-				if !l.sleepUntil(next) {
+				// Sleep only once ahead by a millisecond: a sleep per
+				// small segment would cost its timer's overshoot each
+				// time and fall far below the rate.
+				if time.Until(next) > time.Millisecond && !l.sleepUntil(next) {
 					return
 				}
 			}

@@ -92,6 +92,7 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 		return
 	}
 	c := &conn{fd: int32(fd), ln: li}
+	c.idle.Store(s.idle)
 	if !li.Unix {
 		c.raddr = sockfd.AddrPort(sa)
 		if !s.perIP.Acquire(c.raddr.Addr()) {
@@ -183,14 +184,14 @@ func (l *loop) adopt(c *conn) {
 		l.arm(c, timerIdle, l.now+s.headerWait)
 		return
 	}
-	if s.idle > 0 {
-		l.arm(c, timerIdle, l.now+s.idle)
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, l.now+idle)
 	}
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
 	if l.open(c) {
-		l.afterDispatch(c)
+		l.afterDispatch(c, 0)
 	}
 }
 

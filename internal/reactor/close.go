@@ -22,15 +22,17 @@ func (l *loop) closeConn(c *conn, err error) {
 	c.mu.Lock()
 	c.closed, c.writeRefused = true, true
 	c.out.Release()
+	engine.CancelContext(c.ctx)
 	c.mu.Unlock()
 	for k := range uint8(numTimers) {
 		l.disarm(c, k)
 	}
+	l.stopAfters(c)
 	fd := int(c.fd)
 	l.p.Delete(fd)
 	unix.Close(fd)
 	l.conns[fd] = nil
-	c.in.Reset(l.split)
+	c.in.Reset(l.splitOf(c))
 	l.n--
 	l.load.Add(-1)
 	s.nconns.Add(-1)
@@ -64,6 +66,7 @@ func (l *loop) drain() {
 		return
 	}
 	l.draining = true
+	l.stopTick()
 	l.closeListeners()
 	for _, c := range l.conns {
 		if c == nil || c.state == connstate.Closed {
@@ -75,11 +78,11 @@ func (l *loop) drain() {
 		// The idle timer becomes the linger timer once our FIN is out;
 		// until then the write timeout and Shutdown's deadline bound it.
 		l.disarm(c, timerIdle)
-		c.in.Reset(l.split)
+		c.in.Reset(l.splitOf(c))
 		if c.state.Drain() {
 			l.arm(c, timerIdle, l.lingerDeadline())
 		}
-		l.afterDispatch(c)
+		l.afterDispatch(c, 0)
 	}
 }
 
@@ -90,6 +93,7 @@ func (l *loop) closeAll() {
 	}
 	draining := l.draining
 	l.closing = true
+	l.stopTick()
 	l.closeListeners()
 	var err error
 	if draining {

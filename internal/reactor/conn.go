@@ -3,10 +3,12 @@
 package reactor
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"switchboard/framing"
 	"switchboard/internal/connstate"
@@ -42,6 +44,8 @@ const (
 	reqSlow                   // a Write passed WriteLimit: close with ErrSlowConsumer
 	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
 	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
+	reqIdle                   // SetIdleTimeout: re-arm the idle timer
+	reqCodec                  // SetCodec: decode what follows with conn.codecs.next
 )
 
 // conn is one connection. Most of it belongs to the owning loop and is
@@ -65,8 +69,12 @@ type conn struct {
 	writeRefused bool // Write returns ErrConnClosed: closing, closed, or write half shut
 	closed       bool // Close and CloseWrite return ErrConnClosed too
 	value        any
+	ctx          *engine.ConnContext // made on the first Context call
+	codecs       *connCodecs         // made by SetCodec or SetReplyCodec; nil: the server's
+	st           engine.ConnStats
 
-	req atomic.Uint32 // reqClose | reqCloseWrite | reqSlow
+	req  atomic.Uint32 // reqClose | reqCloseWrite | reqSlow | reqIdle | reqCodec
+	idle atomic.Int64  // idle timeout, ns (0: none); the server's unless SetIdleTimeout
 
 	// Owned by the loop.
 	l            *loop
@@ -76,11 +84,28 @@ type conn struct {
 	flags        uint8
 	timer        [numTimers]int32    // heap position + 1; 0 = not armed
 	in           framing.Accumulator // a partial frame between reads, else empty
+	split        *framing.Splitter   // after SetCodec; nil: the loop's
+	afters       *afterFunc          // armed AfterFuncs, linked through next
 	lastRead     int64               // loop clock at the last read that returned data
 	lastProgress int64               // loop clock at the last write progress while stuck
 	frameStart   int64               // loop clock when the frame now partial began (connFrame)
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
+}
+
+// connCodecs are a connection's own codecs, kept apart so that the
+// connections that never change codec carry one nil pointer for them.
+type connCodecs struct {
+	reply framing.Codec // frames Writes; nil: the server's
+	next  framing.Codec // SetCodec waiting for the loop (reqCodec)
+}
+
+// codecsLocked returns c.codecs, making it if need be. Under mu.
+func (c *conn) codecsLocked() *connCodecs {
+	if c.codecs == nil {
+		c.codecs = new(connCodecs)
+	}
+	return c.codecs
 }
 
 // kickUnlock makes sure the loop will look at c, from any goroutine, and
@@ -114,8 +139,13 @@ func (c *conn) Write(msg []byte) error {
 		// reserving room for it.
 		return c.slowLocked()
 	}
-	t := c.out.Reserve(len(msg) + s.overhead)
-	b, err := s.codec.Append(t, msg)
+	codec, overhead := s.reply, s.overhead
+	if c.codecs != nil && c.codecs.reply != nil {
+		codec = c.codecs.reply
+		overhead = codec.Overhead()
+	}
+	t := c.out.Reserve(len(msg) + overhead)
+	b, err := codec.Append(t, msg)
 	if err != nil {
 		c.mu.Unlock()
 		return err
@@ -124,6 +154,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
+	c.st.MessagesOut++
 	s.stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
@@ -179,17 +210,82 @@ func (c *conn) RemoteAddr() net.Addr {
 	return c.ln.RemoteAddr(c.raddr)
 }
 
-// Context returns the value last stored with SetContext.
-func (c *conn) Context() any {
+// Value returns the value last stored with SetValue.
+func (c *conn) Value() any {
 	c.mu.Lock()
 	v := c.value
 	c.mu.Unlock()
 	return v
 }
 
-// SetContext stores one value with the connection.
-func (c *conn) SetContext(v any) {
+// SetValue stores one value with the connection.
+func (c *conn) SetValue(v any) {
 	c.mu.Lock()
 	c.value = v
+	c.mu.Unlock()
+}
+
+// Context is made on first use and cancelled by closeConn.
+func (c *conn) Context() context.Context {
+	c.mu.Lock()
+	ctx := engine.GetContext(&c.ctx, c.closed)
+	c.mu.Unlock()
+	return ctx
+}
+
+// Stats is kept under mu, where the loop already is when it counts:
+// Write, the flush, and the start and end of each input batch.
+func (c *conn) Stats() engine.ConnStats {
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	return st
+}
+
+// SetIdleTimeout stores the timeout and has the loop re-arm the idle
+// timer after the callback batch (or at once, from another goroutine).
+func (c *conn) SetIdleTimeout(d time.Duration) {
+	c.idle.Store(int64(max(d, 0)))
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.req.Or(reqIdle)
+	c.kickUnlock()
+}
+
+// AfterFunc hands the loop a timer for its heap: nothing runs until it
+// is due, and no goroutine waits for it.
+func (c *conn) AfterFunc(d time.Duration, f func()) {
+	a := &afterFunc{c: c, f: f, when: c.l.s.clock() + int64(max(d, 0))}
+	c.l.post(task{kind: taskAfter, a: a})
+}
+
+// SetCodec takes effect at the next message boundary: the loop checks
+// reqCodec between messages, so bytes already received are decoded with
+// the new codec. Replies use it from the next Write on.
+func (c *conn) SetCodec(codec framing.Codec) {
+	if codec == nil {
+		return
+	}
+	c.mu.Lock()
+	cs := c.codecsLocked()
+	cs.reply, cs.next = codec, codec
+	c.req.Or(reqCodec)
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.kickUnlock()
+}
+
+// SetReplyCodec changes how later Writes are framed.
+func (c *conn) SetReplyCodec(codec framing.Codec) {
+	if codec == nil {
+		return
+	}
+	c.mu.Lock()
+	c.codecsLocked().reply = codec
 	c.mu.Unlock()
 }

@@ -31,11 +31,13 @@ const (
 	taskAdopt                 // take over a connection another loop accepted
 	taskDrain                 // Shutdown began
 	taskClose                 // close everything now
+	taskAfter                 // arm a Conn.AfterFunc
 )
 
 type task struct {
 	kind taskKind
 	c    *conn
+	a    *afterFunc
 }
 
 const (
@@ -55,11 +57,14 @@ type loop struct {
 	events []poller.Event
 	buf    []byte            // read buffer: frames are decoded in place from it
 	split  *framing.Splitter // the codec, with this loop's free lists for partial frames
+	free   *inbuf.FreeLists  // those free lists, shared by a connection's SetCodec splitter
 	conns  []*conn           // indexed by descriptor
 	n      int               // connections owned
 	lns    []*listener
 	timers timerheap.Heap[*conn]
-	now    int64 // loop clock at the last wake-up
+	afters timerheap.Heap[*afterFunc] // handler timers: AfterFunc, the tick
+	tick   *afterFunc                 // the server's tick, on loop 0 only
+	now    int64                      // loop clock at the last wake-up
 	vw     rawio.VecWriter
 	bufs   [][]byte // scratch for writev
 	spare  int      // reserved descriptor for shedding when out of fds, -1 if none
@@ -96,7 +101,8 @@ func newLoop(s *server, id int) (*loop, error) {
 		bufs:   make([][]byte, 0, maxFlushChunks),
 		spare:  -1,
 	}
-	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: minReadRoom, Buffers: new(inbuf.FreeLists)})
+	l.free = new(inbuf.FreeLists)
+	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: minReadRoom, Buffers: l.free})
 	// select and poll scan every descriptor on each call, so an extra
 	// non-blocking one would cost as much as the wait it tries to save.
 	l.pollFirst = p.Name() == "epoll" || p.Name() == "kqueue"
@@ -136,6 +142,10 @@ func (l *loop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := l.s
+	if l.id == 0 && s.cfg.OnTick != nil {
+		l.now = s.clock()
+		l.startTick()
+	}
 	for {
 		// After a busy round, poll without blocking first: under load
 		// something is usually ready, and a poll that cannot block costs
@@ -199,6 +209,9 @@ func (l *loop) stop() bool {
 // an accept pause, whichever comes first.
 func (l *loop) timeout() time.Duration {
 	next := l.timers.Next()
+	if a := l.afters.Next(); a >= 0 && (next < 0 || a < next) {
+		next = a
+	}
 	for _, li := range l.lns {
 		if li.paused && (next < 0 || li.resumeAfter < next) {
 			next = li.resumeAfter
@@ -246,8 +259,10 @@ func (l *loop) runQueue() {
 		switch t.kind {
 		case taskKick:
 			if t.c.state != connstate.Closed {
-				l.afterDispatch(t.c)
+				l.afterDispatch(t.c, 0)
 			}
+		case taskAfter:
+			l.armAfter(t.a)
 		case taskAdopt:
 			l.adopt(t.c)
 		case taskDrain:

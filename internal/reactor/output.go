@@ -16,12 +16,26 @@ import (
 // act on what the handler asked, flush the outbox, then bring interest,
 // backpressure, timers and the write half in line with what is left.
 
-// afterDispatch runs after a batch of callbacks on c, and for a kick from
-// another goroutine: act on close requests, flush, then settle.
-func (l *loop) afterDispatch(c *conn) {
+// afterDispatch runs after a batch of callbacks on c (msgs of them
+// messages, counted here, where the lock is taken anyway), and for a kick
+// from another goroutine: act on close requests, flush, then settle.
+func (l *loop) afterDispatch(c *conn, msgs int64) {
 	c.mu.Lock()
 	c.sched = false
-	if r := c.req.Load(); r&(reqClose|reqSlow) != 0 {
+	c.st.MessagesIn += msgs
+	r := c.req.Load()
+	if r&reqIdle != 0 {
+		c.req.And(^uint32(reqIdle))
+		l.rearmIdle(c)
+	}
+	if r&reqCodec != 0 && c.state != connstate.Closed && c.in.Buffered() == 0 {
+		// Nothing held to decode: the next read uses the new codec. (With
+		// bytes held, input switches before decoding them.)
+		c.mu.Unlock()
+		l.switchCodec(c)
+		c.mu.Lock()
+	}
+	if r&(reqClose|reqSlow) != 0 {
 		c.mu.Unlock()
 		var err error
 		if r&reqSlow != 0 {
@@ -74,6 +88,7 @@ func (l *loop) flushLocked(c *conn) error {
 		if n > 0 {
 			o.Consume(n)
 			l.bytesOut += int64(n)
+			c.st.BytesOut += int64(n)
 			c.lastProgress = l.now
 		}
 		switch {

@@ -72,7 +72,8 @@ type server struct {
 
 	// Hot configuration, copied out of cfg so the loops do not chase it.
 	codec      framing.Codec
-	overhead   int
+	reply      framing.Codec // frames Writes: Config.ReplyCodec
+	overhead   int           // reply's
 	maxPending int
 	lowWater   int
 	writeLimit int
@@ -113,7 +114,8 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		stats:      cfg.Stats,
 		epoch:      time.Now(),
 		codec:      cfg.Codec,
-		overhead:   cfg.Codec.Overhead(),
+		reply:      cfg.ReplyCodec,
+		overhead:   cfg.ReplyCodec.Overhead(),
 		maxPending: cfg.MaxPending,
 		lowWater:   cfg.LowWater(),
 		writeLimit: cfg.WriteLimit(),

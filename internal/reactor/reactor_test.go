@@ -396,7 +396,10 @@ func testSlowConsumer(t *testing.T, backend string) {
 func TestIdleTimeout(t *testing.T) {
 	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
-			const idle = 150 * time.Millisecond
+			// The chatty connection writes every idle/6: room for a loaded
+			// machine to delay it by most of the timeout and still prove
+			// that activity keeps a connection open beside a silent one.
+			const idle = 600 * time.Millisecond
 			cl := newCloses()
 			h := &funcs{msg: func(c engine.Conn, m []byte) { c.Write(m) }, close: func(_ engine.Conn, err error) { cl <- err }}
 			ts := startServer(t, backend, engine.Config{IdleTimeout: idle}, h)
@@ -412,7 +415,7 @@ func TestIdleTimeout(t *testing.T) {
 					case <-stop:
 						done <- nil
 						return
-					case <-time.After(idle / 3):
+					case <-time.After(idle / 6):
 					}
 					chatty.Write(b)
 					if _, err := io.ReadFull(chatty, b); err != nil {
@@ -431,7 +434,7 @@ func TestIdleTimeout(t *testing.T) {
 			if waited < idle-10*time.Millisecond || waited > idle+time.Second {
 				t.Fatalf("closed after %v, idle timeout %v", waited, idle)
 			}
-			time.Sleep(3 * idle)
+			time.Sleep(2 * idle)
 			close(stop)
 			if err := <-done; err != nil {
 				t.Fatalf("chatty connection: %v", err)

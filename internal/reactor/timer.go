@@ -19,7 +19,7 @@ import (
 // per idle period, not one per message.
 
 const (
-	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait
+	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait; the half-close wait
 	timerWrite        // write timeout: pending output made no progress
 	timerFrame        // frame timeout: a started frame is not complete
 	numTimers
@@ -62,8 +62,9 @@ func (l *loop) frameCheck(c *conn, delivered bool) {
 	}
 }
 
-// runTimers fires what is due: accept pauses that have ended, and idle,
-// PROXY-header, linger, write and frame timeouts.
+// runTimers fires what is due: accept pauses that have ended; idle,
+// PROXY-header, linger, half-close, write and frame timeouts; then the
+// handler's timers.
 func (l *loop) runTimers() {
 	s := l.s
 	for _, li := range l.lns {
@@ -85,11 +86,20 @@ func (l *loop) runTimers() {
 				l.closeConn(c, engine.ProxyHeaderLate(time.Duration(t.When-c.lastRead)))
 				continue
 			}
-			due := c.lastRead + s.idle
+			if c.state == connstate.PeerShut {
+				l.closeConn(c, engine.ErrHalfCloseTimeout)
+				continue
+			}
+			idle := c.idle.Load()
+			if idle <= 0 {
+				l.disarm(c, timerIdle) // SetIdleTimeout(0) since it was armed
+				continue
+			}
+			due := c.lastRead + idle
 			if c.flags&(connPaused|connWriteOn) != 0 {
 				// Not reading because its own output is stuck: that is
 				// the write timeout's business.
-				due = l.now + s.idle
+				due = l.now + idle
 			}
 			if due > l.now {
 				l.arm(c, timerIdle, due)
@@ -113,5 +123,20 @@ func (l *loop) runTimers() {
 			}
 			l.closeConn(c, engine.FrameTimedOut(time.Duration(s.frameTO)))
 		}
+	}
+	l.runAfters()
+}
+
+// rearmIdle applies SetIdleTimeout: the idle timer counts from the last
+// read with the new timeout, or stops. In Header, PeerShut and while
+// draining the idle entry is another deadline, which it leaves alone.
+func (l *loop) rearmIdle(c *conn) {
+	if l.draining || c.state == connstate.Header || c.state == connstate.PeerShut || c.state == connstate.Closed {
+		return
+	}
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, c.lastRead+idle)
+	} else {
+		l.disarm(c, timerIdle)
 	}
 }

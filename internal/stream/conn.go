@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -35,13 +36,31 @@ type conn struct {
 	in         framing.Accumulator // bytes read and not yet decoded
 	frameStart time.Time           // when the frame now partial began; zero if none
 	deadline   time.Time           // the read deadline last set
+	split      *framing.Splitter   // after SetCodec; nil: the server's
+
+	// cb is held across every handler callback, so an AfterFunc firing on
+	// its timer's goroutine never overlaps the reader's calls; cbDone is
+	// set under it once OnClose has run (or will never run).
+	cb     sync.Mutex
+	cbDone bool
+
+	idle     atomic.Int64 // idle timeout, ns; the server's unless SetIdleTimeout
+	codecReq atomic.Bool  // SetCodec waiting for the reader (nextCodec)
+	bytesIn  atomic.Int64 // the reader's counts, for Stats
+	msgsIn   atomic.Int64
 
 	partial    atomic.Bool // the handler holds a partial frame of its own (PartialFrame)
 	frameBegun atomic.Bool // PartialFrame(true) since the reader last looked: a new frame
 
-	mu    sync.Mutex
-	cond  sync.Cond // signalled when pending output shrinks or the conn closes
-	value any
+	mu        sync.Mutex
+	cond      sync.Cond // signalled when pending output shrinks or the conn closes
+	value     any
+	ctx       *engine.ConnContext // made on the first Context call
+	reply     framing.Codec       // nil: the server's reply codec
+	nextCodec framing.Codec
+	bytesOut  int64
+	msgsOut   int64
+	timers    []*time.Timer // armed AfterFuncs, stopped at close
 	// out is the framed output not yet written, in pooled chunks
 	// (internal/outbox, as on the event loops): memory follows the
 	// backlog as it is now, not the largest it ever was, and a write in
@@ -60,6 +79,7 @@ type conn struct {
 func newConn(s *server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr()}
 	c.cond.L = &c.mu
+	c.idle.Store(int64(max(s.cfg.IdleTimeout, 0)))
 	return c
 }
 
@@ -75,16 +95,137 @@ func (c *conn) PartialFrame(started bool) {
 func (c *conn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *conn) Context() any {
+func (c *conn) Value() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.value
 }
 
-func (c *conn) SetContext(v any) {
+func (c *conn) SetValue(v any) {
 	c.mu.Lock()
 	c.value = v
 	c.mu.Unlock()
+}
+
+func (c *conn) Context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return engine.GetContext(&c.ctx, c.closed)
+}
+
+func (c *conn) Stats() engine.ConnStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return engine.ConnStats{
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut,
+		MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut,
+	}
+}
+
+// SetIdleTimeout takes effect at the reader's next read, or at once when
+// the reader is blocked in one (moving its deadline).
+func (c *conn) SetIdleTimeout(d time.Duration) {
+	d = max(d, 0)
+	c.idle.Store(int64(d))
+	if d > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	if c.s.isDraining() {
+		// The deadline just set may have undone Shutdown's interruption.
+		c.interruptRead()
+	}
+}
+
+// AfterFunc runs f on a timer's goroutine, under the callback lock, so it
+// never overlaps the reader's callbacks; timers still armed at close are
+// stopped.
+func (c *conn) AfterFunc(d time.Duration, f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(max(d, 0), func() {
+		c.mu.Lock()
+		for i, x := range c.timers {
+			if x == t {
+				c.timers = append(c.timers[:i], c.timers[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+		if err := c.callback("AfterFunc", f); err != nil {
+			c.closeWith(err)
+			return
+		}
+		c.flush()
+	})
+	c.timers = append(c.timers, t)
+}
+
+// callback runs f as a handler callback (an AfterFunc, OnPeerClose):
+// never after OnClose, under the callback lock, and with a panic in it
+// recovered, counted and returned as the connection's close reason.
+func (c *conn) callback(name string, f func()) (err error) {
+	c.cb.Lock()
+	defer c.cb.Unlock()
+	if c.cbDone {
+		return nil
+	}
+	c.setDispatch(true)
+	defer func() {
+		c.setDispatch(false)
+		if v := recover(); v != nil {
+			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), name, v)
+		}
+	}()
+	f()
+	return nil
+}
+
+// SetCodec: the reader switches between two messages (codecReq), so bytes
+// already read are decoded with the new codec; replies use it at once.
+func (c *conn) SetCodec(codec framing.Codec) {
+	if codec == nil {
+		return
+	}
+	c.mu.Lock()
+	c.reply, c.nextCodec = codec, codec
+	c.mu.Unlock()
+	c.codecReq.Store(true)
+}
+
+func (c *conn) SetReplyCodec(codec framing.Codec) {
+	if codec == nil {
+		return
+	}
+	c.mu.Lock()
+	c.reply = codec
+	c.mu.Unlock()
+}
+
+// splitter is the frame loop the reader decodes with, after applying a
+// pending SetCodec: a new one for the new codec, with the server's
+// buffering, and the scan of a held partial frame starting over.
+func (c *conn) splitter() *framing.Splitter {
+	if c.codecReq.Load() {
+		c.mu.Lock()
+		codec := c.nextCodec
+		c.nextCodec = nil
+		c.codecReq.Store(false)
+		c.mu.Unlock()
+		if codec != nil {
+			c.split = framing.NewSplitter(codec, framing.SplitterOptions{Initial: initialReadBuf, Keep: initialReadBuf})
+			c.in.Skip(0)
+		}
+	}
+	if c.split != nil {
+		return c.split
+	}
+	return c.s.split
 }
 
 func (c *conn) Write(msg []byte) error {
@@ -98,8 +239,12 @@ func (c *conn) Write(msg []byte) error {
 		// Over the limit whatever the framing adds.
 		return c.slowLocked()
 	}
-	t := c.out.Reserve(len(msg) + c.s.overhead)
-	b, err := c.s.cfg.Codec.Append(t, msg)
+	codec, overhead := c.s.cfg.ReplyCodec, c.s.overhead
+	if c.reply != nil {
+		codec, overhead = c.reply, c.reply.Overhead()
+	}
+	t := c.out.Reserve(len(msg) + overhead)
+	b, err := codec.Append(t, msg)
 	if err != nil {
 		c.mu.Unlock()
 		return err
@@ -108,6 +253,7 @@ func (c *conn) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.out.Commit(b)
+	c.msgsOut++
 	c.s.cfg.Stats.MessagesOut.Add(1)
 	c.kickLocked()
 	c.mu.Unlock()
@@ -198,6 +344,7 @@ func (c *conn) flushOwned() {
 		clear(c.iov)
 		c.mu.Lock()
 		c.out.Consume(written)
+		c.bytesOut += int64(written)
 		if c.out.Len() <= c.s.lowWater {
 			c.cond.Broadcast()
 		}
@@ -258,6 +405,11 @@ func (c *conn) closeWith(err error) bool {
 	c.closed = true
 	c.closeErr = err
 	c.cond.Broadcast()
+	engine.CancelContext(c.ctx)
+	for _, t := range c.timers {
+		t.Stop()
+	}
+	c.timers = nil
 	c.mu.Unlock()
 	c.nc.Close()
 	return true
@@ -310,19 +462,24 @@ func (c *conn) serve() {
 	c.mu.Unlock()
 	c.s.cfg.Stats.CountClose(err)
 	engine.LogClose(c.s.cfg.Logger, c.RemoteAddr(), err)
+	c.cb.Lock()
+	c.cbDone = true
 	if c.opened {
 		// A connection refused before OnOpen (a bad PROXY header) never
 		// reached the handler, so it hears nothing of its end either.
 		c.onClose(err)
 	}
+	c.cb.Unlock()
 	c.s.untrack(c)
 }
 
 // onOpen runs OnOpen, turning a panic into the connection's close reason.
 func (c *conn) onOpen() (err error) {
+	c.cb.Lock()
 	c.setDispatch(true)
 	defer func() {
 		c.setDispatch(false)
+		c.cb.Unlock()
 		if v := recover(); v != nil {
 			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnOpen", v)
 		}
@@ -346,7 +503,6 @@ func (c *conn) onClose(err error) {
 // end.
 func (c *conn) run() error {
 	cfg := &c.s.cfg
-	split := c.s.split
 	if cfg.ProxyProtocol {
 		if err := c.readProxyHeader(); err != nil {
 			return err
@@ -370,6 +526,7 @@ func (c *conn) run() error {
 			}
 			c.flush()
 		}
+		split := c.splitter()
 		c.in.Done(split)
 
 		c.waitBelowHighWater()
@@ -383,6 +540,7 @@ func (c *conn) run() error {
 		n, err := c.nc.Read(c.in.Room(split))
 		c.in.Commit(n)
 		cfg.Stats.BytesIn.Add(int64(n))
+		c.bytesIn.Add(int64(n))
 		if err == nil {
 			continue
 		}
@@ -396,6 +554,11 @@ func (c *conn) run() error {
 			}
 			if !c.frameStart.IsZero() && time.Since(c.frameStart) >= cfg.FrameTimeout {
 				return engine.FrameTimedOut(cfg.FrameTimeout)
+			}
+			if c.idle.Load() == 0 && c.frameStart.IsZero() {
+				// SetIdleTimeout(0) raced with a deadline set before it.
+				c.deadline = time.Unix(1, 0)
+				continue
 			}
 			return engine.ErrIdleTimeout
 		}
@@ -413,9 +576,9 @@ func (c *conn) setReadDeadline(delivered bool) {
 	cfg := &c.s.cfg
 	var d time.Time
 	var now time.Time
-	if cfg.IdleTimeout > 0 {
+	if idle := time.Duration(c.idle.Load()); idle > 0 {
 		now = time.Now()
-		d = now.Add(cfg.IdleTimeout)
+		d = now.Add(idle)
 	}
 	if cfg.FrameTimeout > 0 {
 		codecPartial := c.in.Buffered() > 0
@@ -442,32 +605,79 @@ func (c *conn) setReadDeadline(delivered bool) {
 
 // finish handles the peer's EOF: whatever is left is the last frame (the eof
 // codec's whole message) or a truncated one, and replies go out before the
-// connection closes.
+// connection closes. A HalfCloser hears of the FIN and keeps the
+// connection writable until it closes it, or the half-close wait ends.
 func (c *conn) finish() error {
 	_, err := c.deliver(true)
+	if err != nil || c.s.cfg.OnPeerClose == nil {
+		c.flushAll()
+		return err
+	}
+	c.mu.Lock()
+	keep := !c.closed && !c.wantCloseW
+	c.mu.Unlock()
+	if !keep {
+		c.flushAll()
+		return nil
+	}
+	if err := c.callback("OnPeerClose", func() { c.s.cfg.OnPeerClose(c) }); err != nil {
+		return err
+	}
+	c.flush()
+	return c.halfOpen()
+}
+
+// halfOpen waits, after the peer's FIN, for the handler to close the
+// connection (CloseWrite: once its output is flushed) or for the
+// half-close wait to end. Shutdown ends it as CloseWrite would.
+func (c *conn) halfOpen() error {
+	expired := false
+	t := time.AfterFunc(c.s.cfg.HalfCloseTimeout, func() {
+		c.mu.Lock()
+		expired = true
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer t.Stop()
+	c.mu.Lock()
+	for !c.closed && !c.wantCloseW && !expired && !c.s.isDraining() {
+		c.cond.Wait()
+	}
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return nil
+	case expired:
+		return engine.ErrHalfCloseTimeout
+	}
 	c.flushAll()
-	return err
+	return nil
 }
 
 // deliver hands every complete frame buffered to the handler. Replies
-// queue up meanwhile; the caller flushes them in one go.
+// queue up meanwhile; the caller flushes them in one go. A SetCodec from
+// one message applies before the next is decoded.
 //
 // A panic in the handler is recovered here, once per batch, and becomes
 // the connection's close reason (ErrPanic); only this connection ends.
 func (c *conn) deliver(atEOF bool) (delivered int, err error) {
-	h, split := c.s.h, c.s.split
+	h := c.s.h
+	c.cb.Lock()
 	c.setDispatch(true)
 	defer func() {
 		c.setDispatch(false)
+		c.cb.Unlock()
 		if delivered > 0 {
 			c.s.cfg.Stats.MessagesIn.Add(int64(delivered))
+			c.msgsIn.Add(int64(delivered))
 		}
 		if v := recover(); v != nil {
 			err = engine.Recovered(c.s.cfg.Logger, c.s.cfg.Stats, c.RemoteAddr(), "OnMessage", v)
 		}
 	}()
 	for {
-		frame, ok, err := c.in.Next(split, atEOF)
+		frame, ok, err := c.in.Next(c.splitter(), atEOF)
 		if err != nil || !ok {
 			return delivered, err
 		}

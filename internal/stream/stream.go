@@ -40,6 +40,7 @@ type server struct {
 	lns      []net.Listener
 	conns    map[*conn]struct{}
 	stopping bool          // no new connections; Serve returns
+	ticking  bool          // the OnTick goroutine has started
 	draining chan struct{} // closed when Shutdown begins
 	deadline time.Time     // Shutdown's deadline, zero if none
 	conwg    sync.WaitGroup
@@ -89,6 +90,14 @@ func (s *server) Serve(lns ...net.Listener) error {
 		return engine.ErrServerClosed
 	}
 	s.lns = append(s.lns, lns...)
+	if s.cfg.OnTick != nil && !s.ticking {
+		s.ticking = true
+		s.acceptwg.Add(1)
+		go func() {
+			defer s.acceptwg.Done()
+			s.tick()
+		}()
+	}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		s.acceptwg.Add(1)
@@ -109,6 +118,28 @@ func (s *server) Serve(lns ...net.Listener) error {
 		}
 	}
 	return engine.ErrServerClosed
+}
+
+// tick runs OnTick on a goroutine of its own: at once, then after each
+// delay it returns, until it returns one <= 0 or Shutdown or Close begins.
+func (s *server) tick() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.draining:
+			return
+		}
+		if s.isDraining() {
+			return
+		}
+		d := s.cfg.OnTick()
+		if d <= 0 {
+			return
+		}
+		t.Reset(d)
+	}
 }
 
 // temporaryAcceptError reports accept failures worth retrying: the process

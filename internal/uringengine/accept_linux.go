@@ -124,6 +124,7 @@ func (l *loop) newConn(fd int, li *listener) {
 		return
 	}
 	c := &conn{fd: int32(fd), ln: li, msg: -1}
+	c.idle.Store(s.idle)
 	if !li.Unix {
 		// A multishot accept cannot return addresses (each completion
 		// would need its own sockaddr buffer); one getpeername per
@@ -230,14 +231,14 @@ func (l *loop) adopt(c *conn) {
 		l.arm(c, timerIdle, l.now+int64(s.cfg.ProxyHeaderTimeout()))
 		return
 	}
-	if s.idle > 0 {
-		l.arm(c, timerIdle, l.now+s.idle)
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, l.now+idle)
 	}
 	c.mu.Lock()
 	c.sched = true
 	c.mu.Unlock()
 	if l.open(c) {
-		l.afterDispatch(c)
+		l.afterDispatch(c, 0)
 	}
 }
 

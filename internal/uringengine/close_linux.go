@@ -24,10 +24,12 @@ func (l *loop) closeConn(c *conn, err error) {
 	if c.flags&connSending == 0 {
 		c.out.Release()
 	}
+	engine.CancelContext(c.ctx)
 	c.mu.Unlock()
 	for k := range uint8(numTimers) {
 		l.disarm(c, k)
 	}
+	l.stopAfters(c)
 	fd := int(c.fd)
 	sqe := l.sqe()
 	sqe.PrepCancelFd(fd)
@@ -37,7 +39,7 @@ func (l *loop) closeConn(c *conn, err error) {
 	sqe.PrepClose(fd)
 	sqe.SetUserData(userData(udCancel, 0, 0))
 	sqe.SetFlags(uring.SQECQESkipSuccess)
-	c.in.Reset(l.split)
+	c.in.Reset(l.splitOf(c))
 	c.held = nil
 	l.n--
 	l.load.Add(-1)
@@ -87,6 +89,7 @@ func (l *loop) drain() {
 		return
 	}
 	l.draining = true
+	l.stopTick()
 	l.closeListeners()
 	for _, c := range l.conns {
 		if c == nil || c.state == connstate.Closed {
@@ -96,16 +99,16 @@ func (l *loop) drain() {
 		c.writeRefused = true
 		c.mu.Unlock()
 		l.disarm(c, timerIdle)
-		c.in.Reset(l.split)
+		c.in.Reset(l.splitOf(c))
 		c.held, c.heldOff = nil, 0
 		if c.flags&connEOFHeld != 0 {
 			c.flags &^= connEOFHeld
-			c.state.PeerEOF()
+			c.state.PeerEOF(false)
 		}
 		if c.state.Drain() {
 			l.arm(c, timerIdle, l.lingerDeadline())
 		}
-		l.afterDispatch(c)
+		l.afterDispatch(c, 0)
 	}
 }
 
@@ -116,6 +119,7 @@ func (l *loop) closeAll() {
 	}
 	draining := l.draining
 	l.closing = true
+	l.stopTick()
 	l.closeListeners()
 	var err error
 	if draining {

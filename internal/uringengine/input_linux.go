@@ -5,8 +5,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"switchboard/framing"
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/inbuf"
 	"switchboard/internal/proxyproto"
 	"switchboard/internal/uring"
 )
@@ -120,55 +122,120 @@ func (l *loop) buffer(id uint16, data []byte) {
 		c.held = append(c.held, data...)
 	default:
 		c.lastRead = l.now
-		c.in.Feed(l.split, data)
-		l.input(c)
+		c.in.Feed(l.splitOf(c), data)
+		l.input(c, len(data))
 	}
 	l.br.Recycle(id)
 }
 
-// eof handles the peer's FIN: what is left is decoded with atEOF, replies
-// are flushed, and the connection closes once they are out.
+// eof handles the peer's FIN: what is left is decoded with atEOF and
+// handed over. Then, for a HalfCloser handler, OnPeerClose runs and the
+// connection stays writable within the half-close wait
+// (connstate.PeerShut); otherwise the replies flush and it closes once
+// they are out (connstate.Finishing).
 func (l *loop) eof(c *conn) {
 	switch {
 	case l.draining:
 		l.closeConn(c, nil)
 	case c.state == connstate.Header:
 		l.closeConn(c, engine.ProxyHeaderEOF())
+	case !c.state.Reading():
+		// A FIN reported again: nothing new.
 	default:
 		if c.flags&connPaused != 0 || len(c.held) > 0 {
 			// Held input is decoded first, when the output drains.
 			c.flags |= connEOFHeld
 			return
 		}
-		c.state.PeerEOF()
-		l.input(c)
+		l.peerEOF(c)
 	}
 }
 
-// input decodes and delivers every complete frame c.in holds, keeps a
-// partial frame's bytes, and dispatches. In connstate.Header the PROXY
-// header comes first.
-func (l *loop) input(c *conn) {
+// peerEOF moves c past the peer's FIN and decodes the rest with atEOF.
+func (l *loop) peerEOF(c *conn) {
+	s := l.s
+	c.state.PeerEOF(s.cfg.OnPeerClose != nil)
+	if c.state == connstate.PeerShut {
+		// The idle entry becomes the half-close wait: nothing more will
+		// be received, so idleness means nothing now.
+		l.arm(c, timerIdle, l.now+int64(s.cfg.HalfCloseTimeout))
+	}
+	l.input(c, 0)
+}
+
+// splitOf is the frame loop c decodes with: the loop's, unless the
+// handler switched codecs.
+func (l *loop) splitOf(c *conn) *framing.Splitter {
+	if c.split != nil {
+		return c.split
+	}
+	return l.split
+}
+
+// input decodes and delivers every complete frame c.in holds (n bytes of
+// them new), keeps a partial frame's bytes, and dispatches. In
+// connstate.Header the PROXY header comes first.
+func (l *loop) input(c *conn, n int) {
 	c.mu.Lock()
 	c.sched = true
+	c.st.BytesIn += int64(n)
 	c.mu.Unlock()
 	if c.state == connstate.Header && !l.header(c) {
-		c.in.Done(l.split)
+		c.in.Done(l.splitOf(c))
 		if c.state != connstate.Closed {
-			l.afterDispatch(c)
+			l.afterDispatch(c, 0)
 		}
 		return
 	}
-	delivered, err := l.dispatch(c, c.state.AtEOF())
+	atEOF := c.state.AtEOF()
+	delivered, err := l.dispatch(c, atEOF)
 	if err != nil {
 		l.closeConn(c, err)
 		return
 	}
-	c.in.Done(l.split)
+	c.in.Done(l.splitOf(c))
 	if l.s.frameTO > 0 {
 		l.frameCheck(c, delivered > 0)
 	}
-	l.afterDispatch(c)
+	if atEOF && c.state == connstate.PeerShut && c.req.Load()&(reqClose|reqSlow) == 0 {
+		if err := l.guard(c, "OnPeerClose", l.s.cfg.OnPeerClose); err != nil {
+			l.closeConn(c, err)
+			return
+		}
+	}
+	l.afterDispatch(c, int64(delivered))
+}
+
+// switchCodec applies SetCodec between two messages, as the reactor's
+// does: what c holds is decoded from here on with a frame loop of the new
+// codec sharing the loop's buffers, and the scan of a partial frame
+// starts over.
+func (l *loop) switchCodec(c *conn) *framing.Splitter {
+	c.mu.Lock()
+	var codec framing.Codec
+	if c.codecs != nil {
+		codec, c.codecs.next = c.codecs.next, nil
+	}
+	c.req.And(^uint32(reqCodec))
+	c.mu.Unlock()
+	if codec != nil {
+		c.split = framing.NewSplitter(codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.free})
+		c.in.Skip(0)
+	}
+	return l.splitOf(c)
+}
+
+// guard runs a callback other than OnMessage (OnPeerClose, an AfterFunc)
+// with the same panic isolation as dispatch: a panic closes c alone, with
+// ErrPanic.
+func (l *loop) guard(c *conn, name string, f func(engine.Conn)) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = engine.Recovered(l.s.log, l.s.stats, c.RemoteAddr(), name, v)
+		}
+	}()
+	f(c)
+	return nil
 }
 
 // dispatch hands every complete frame to OnMessage. Its error is a
@@ -184,8 +251,16 @@ func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
 		}
 	}()
 	h := l.s.h
-	for c.req.Load()&(reqClose|reqSlow) == 0 {
-		frame, ok, err := c.in.Next(l.split, atEOF)
+	split := l.splitOf(c)
+	for {
+		r := c.req.Load()
+		if r&(reqClose|reqSlow) != 0 {
+			break
+		}
+		if r&reqCodec != 0 {
+			split = l.switchCodec(c)
+		}
+		frame, ok, err := c.in.Next(split, atEOF)
 		if err != nil || !ok {
 			return delivered, err
 		}
@@ -198,7 +273,6 @@ func (l *loop) dispatch(c *conn, atEOF bool) (delivered int, err error) {
 // header parses the PROXY header from what c has received, and opens the
 // connection once it is complete.
 func (l *loop) header(c *conn) bool {
-	s := l.s
 	h, n, err := proxyproto.Parse(c.in.Bytes())
 	if err != nil {
 		l.closeConn(c, err)
@@ -214,8 +288,8 @@ func (l *loop) header(c *conn) bool {
 	if !h.Local && h.Src != nil {
 		c.proxied = h.Src
 	}
-	if s.idle > 0 {
-		l.arm(c, timerIdle, l.now+s.idle)
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, l.now+idle)
 	} else {
 		l.disarm(c, timerIdle)
 	}
@@ -230,15 +304,14 @@ func (l *loop) resume(c *conn) {
 		n := min(bufSize, len(c.held)-c.heldOff)
 		chunk := c.held[c.heldOff : c.heldOff+n]
 		c.heldOff += n
-		c.in.Feed(l.split, chunk)
-		l.input(c)
+		c.in.Feed(l.splitOf(c), chunk)
+		l.input(c, n)
 	}
 	if c.heldOff == len(c.held) {
 		c.held, c.heldOff = nil, 0
 	}
 	if c.state != connstate.Closed && c.flags&(connPaused|connEOFHeld) == connEOFHeld && c.held == nil {
 		c.flags &^= connEOFHeld
-		c.state.PeerEOF()
-		l.input(c)
+		l.peerEOF(c)
 	}
 }

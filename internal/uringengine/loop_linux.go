@@ -31,11 +31,13 @@ const (
 	taskAdopt                 // take over a connection another loop accepted
 	taskDrain                 // Shutdown began
 	taskClose                 // close everything now
+	taskAfter                 // arm a Conn.AfterFunc
 )
 
 type task struct {
 	kind taskKind
 	c    *conn
+	a    *afterFunc
 }
 
 // Ring sizing. The completion queue is large because one armed multishot
@@ -87,6 +89,7 @@ type loop struct {
 	wake  *uring.Eventfd // nil when MSG_RING wakes the ring
 	cqes  []uring.CQE
 	split *framing.Splitter
+	free  *inbuf.FreeLists // split's free lists, shared by a connection's SetCodec splitter
 
 	conns     []*conn  // by slot
 	gens      []uint32 // by slot: the generation of its latest conn
@@ -95,7 +98,9 @@ type loop struct {
 	n         int      // connections open
 	lns       []*listener
 	timers    timerheap.Heap[*conn]
-	now       int64 // loop clock at the last wake-up
+	afters    timerheap.Heap[*afterFunc] // handler timers: AfterFunc, the tick
+	tick      *afterFunc                 // the server's tick, on loop 0 only
+	now       int64                      // loop clock at the last wake-up
 	bufs      [][]byte
 	spare     int // reserved descriptor for shedding when out of fds, -1 if none
 	bundle    bool
@@ -136,7 +141,8 @@ func newLoop(s *server, id int) *loop {
 		spare:  -1,
 		ringFd: -1,
 	}
-	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: new(inbuf.FreeLists)})
+	l.free = new(inbuf.FreeLists)
+	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.free})
 	l.onBuf = l.buffer
 	return l
 }
@@ -290,6 +296,10 @@ func (l *loop) run(ready chan<- error) {
 		return
 	}
 	ready <- nil
+	if l.id == 0 && s.cfg.OnTick != nil {
+		l.now = s.clock()
+		l.startTick()
+	}
 	for {
 		l.beforeEnter()
 		var wait uint32 = 1
@@ -407,8 +417,10 @@ func (l *loop) runQueue() {
 		switch t.kind {
 		case taskKick:
 			if t.c.state != connstate.Closed {
-				l.afterDispatch(t.c)
+				l.afterDispatch(t.c, 0)
 			}
+		case taskAfter:
+			l.armAfter(t.a)
 		case taskAdopt:
 			l.adopt(t.c)
 		case taskDrain:
@@ -439,6 +451,9 @@ func (l *loop) stop() bool {
 // kernel to finish with a closing loop's requests.
 func (l *loop) timeout() time.Duration {
 	next := l.timers.Next()
+	if a := l.afters.Next(); a >= 0 && (next < 0 || a < next) {
+		next = a
+	}
 	for _, li := range l.lns {
 		if !li.armed && !li.closed && li.resumeAfter > 0 && (next < 0 || li.resumeAfter < next) {
 			next = li.resumeAfter

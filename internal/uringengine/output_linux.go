@@ -24,12 +24,27 @@ import (
 // completion; a sendmsg's header and iovecs live in an mmap'd arena and
 // the chunks it points at are pinned by the uring.Msg until its Reset.
 
-// afterDispatch runs after a batch of callbacks on c, and for a kick from
-// another goroutine: act on close requests, promise a send, then settle.
-func (l *loop) afterDispatch(c *conn) {
+// afterDispatch runs after a batch of callbacks on c (msgs of them
+// messages, counted here, where the lock is taken anyway), and for a kick
+// from another goroutine: act on close requests, promise a send, then
+// settle.
+func (l *loop) afterDispatch(c *conn, msgs int64) {
 	c.mu.Lock()
 	c.sched = false
-	if r := c.req.Load(); r&(reqClose|reqSlow) != 0 {
+	c.st.MessagesIn += msgs
+	r := c.req.Load()
+	if r&reqIdle != 0 {
+		c.req.And(^uint32(reqIdle))
+		l.rearmIdle(c)
+	}
+	if r&reqCodec != 0 && c.state != connstate.Closed && c.in.Buffered() == 0 {
+		// Nothing held to decode: the next receive uses the new codec.
+		// (With bytes held, input switches before decoding them.)
+		c.mu.Unlock()
+		l.switchCodec(c)
+		c.mu.Lock()
+	}
+	if r&(reqClose|reqSlow) != 0 {
 		c.mu.Unlock()
 		var err error
 		if r&reqSlow != 0 {
@@ -118,6 +133,7 @@ func (l *loop) sent(cqe *uring.CQE, c *conn) {
 	if n := int(cqe.Res); n > 0 {
 		c.out.Consume(n)
 		l.bytesOut += int64(n)
+		c.st.BytesOut += int64(n)
 		c.lastProgress = l.now
 	}
 	pending := c.out.Len()

@@ -18,7 +18,7 @@ import (
 // until the first deadline, so no timeout requests are armed in the ring.
 
 const (
-	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait
+	timerIdle  = iota // idle timeout; the PROXY header deadline; the linger wait; the half-close wait
 	timerWrite        // write timeout: pending output made no progress
 	timerFrame        // frame timeout: a started frame is not complete
 	numTimers
@@ -55,8 +55,9 @@ func (l *loop) frameCheck(c *conn, delivered bool) {
 	}
 }
 
-// runTimers fires what is due: accept back-offs that have ended, and
-// idle, PROXY-header, linger and write timeouts.
+// runTimers fires what is due: accept back-offs that have ended; idle,
+// PROXY-header, linger, half-close, write and frame timeouts; then the
+// handler's timers.
 func (l *loop) runTimers() {
 	s := l.s
 	for _, li := range l.lns {
@@ -77,11 +78,20 @@ func (l *loop) runTimers() {
 				l.closeConn(c, engine.ProxyHeaderLate(time.Duration(t.When-c.lastRead)))
 				continue
 			}
-			due := c.lastRead + s.idle
+			if c.state == connstate.PeerShut {
+				l.closeConn(c, engine.ErrHalfCloseTimeout)
+				continue
+			}
+			idle := c.idle.Load()
+			if idle <= 0 {
+				l.disarm(c, timerIdle) // SetIdleTimeout(0) since it was armed
+				continue
+			}
+			due := c.lastRead + idle
 			if c.flags&(connPaused|connSending) != 0 {
 				// Not reading because its own output is stuck: that is
 				// the write timeout's business.
-				due = l.now + s.idle
+				due = l.now + idle
 			}
 			if due > l.now {
 				l.arm(c, timerIdle, due)
@@ -111,5 +121,20 @@ func (l *loop) runTimers() {
 			}
 			l.closeConn(c, engine.FrameTimedOut(time.Duration(s.frameTO)))
 		}
+	}
+	l.runAfters()
+}
+
+// rearmIdle applies SetIdleTimeout: the idle timer counts from the last
+// receive with the new timeout, or stops. In Header, PeerShut and while
+// draining the idle entry is another deadline, which it leaves alone.
+func (l *loop) rearmIdle(c *conn) {
+	if l.draining || c.state == connstate.Header || c.state == connstate.PeerShut || c.state == connstate.Closed {
+		return
+	}
+	if idle := c.idle.Load(); idle > 0 {
+		l.arm(c, timerIdle, c.lastRead+idle)
+	} else {
+		l.disarm(c, timerIdle)
 	}
 }
