@@ -33,8 +33,11 @@ func TestParseOptions(t *testing.T) {
 	if o != want {
 		t.Fatalf("got %+v, want %+v", o, want)
 	}
-	if o, err := ParseOptions(""); err != nil || o != (Options{}) {
-		t.Fatalf("empty: %+v, %v", o, err)
+	if o, err := ParseOptions(""); err != nil || o != (Options{Ring: uring.Options{NoDeferTaskrun: true}}) {
+		t.Fatalf("empty: %+v, %v (DEFER_TASKRUN is off by default)", o, err)
+	}
+	if o, err := ParseOptions("defer-taskrun"); err != nil || o != (Options{}) {
+		t.Fatalf("defer-taskrun: %+v, %v", o, err)
 	}
 	_, err = ParseOptions("no-bundle,turbo")
 	if err == nil || !strings.Contains(err.Error(), `"turbo"`) || !strings.Contains(err.Error(), "no-sqarray") {
@@ -72,7 +75,7 @@ func TestFeaturesOff(t *testing.T) {
 	if _, err := uring.Available(); err != nil {
 		t.Skip(err)
 	}
-	for _, opts := range []string{"", "no-single-issuer", "no-defer-taskrun", "no-coop-taskrun", "no-submit-all", "no-sqarray", "no-registered-ring", "no-bundle", "no-msg-ring",
+	for _, opts := range []string{"", "defer-taskrun", "no-single-issuer", "no-defer-taskrun", "no-coop-taskrun", "no-submit-all", "no-sqarray", "no-registered-ring", "no-bundle", "no-msg-ring",
 		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring"} {
 		t.Run(opts, func(t *testing.T) {
 			t.Setenv(OptionsEnv, opts)
