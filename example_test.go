@@ -93,6 +93,25 @@ func ExampleBaseHandler() {
 	// goroutine 2: b
 }
 
+// Prefer io_uring where this process may use it, and say why not
+// otherwise; "auto" alone always means epoll on Linux.
+func ExampleCheckModel() {
+	model := switchboard.ModelUring
+	if err := switchboard.CheckModel(model); err != nil {
+		// e.g. "switchboard: unsupported: model uring: io_uring
+		// unavailable: io_uring_setup is not permitted (a seccomp
+		// profile, such as Docker's default, forbids it)"
+		model = switchboard.ModelAuto
+	}
+	srv, err := switchboard.NewServer(switchboard.HandlerFunc(func(c switchboard.Conn, msg []byte) { c.Write(msg) }),
+		switchboard.WithModel(model))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(srv.Model() == switchboard.ModelUring || srv.Model() == switchboard.ModelEpoll || srv.Model() == switchboard.ModelKqueue || srv.Model() == switchboard.ModelGoroutine)
+	// Output: true
+}
+
 // reasons prints why each connection closed.
 type reasons struct{ switchboard.BaseHandler }
 

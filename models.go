@@ -20,12 +20,13 @@ const (
 	ModelPoll      = "poll"
 	ModelEpoll     = "epoll"
 	ModelKqueue    = "kqueue"
+	ModelUring     = "uring"
 )
 
 var errUnknownModel = errors.New("switchboard: unknown model")
 
 // modelOrder is the canonical listing order, simplest design first.
-var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue}
+var modelOrder = []string{ModelBlocking, ModelGoroutine, ModelSelect, ModelPoll, ModelEpoll, ModelKqueue, ModelUring}
 
 // ModelInfo says what an I/O model is, for code that must treat models
 // differently (a CLI checking flags, a benchmark planning which cells a
@@ -50,6 +51,10 @@ type ModelInfo struct {
 type registered struct {
 	info ModelInfo
 	ctor engine.Constructor
+	// check, if set, says whether this process can run the model at all
+	// (io_uring may be compiled in and yet forbidden); NewServer asks it,
+	// so a model that cannot run fails before anything listens.
+	check func() error
 }
 
 var (
@@ -61,9 +66,34 @@ var (
 // from init functions in build-tagged files, so a build only lists the
 // models its platform can run.
 func registerModel(info ModelInfo, ctor engine.Constructor) {
+	registerChecked(info, ctor, nil)
+}
+
+// registerChecked is registerModel for a model whose availability is
+// only known at run time; check returns an error wrapping ErrUnsupported
+// that says why it cannot run.
+func registerChecked(info ModelInfo, ctor engine.Constructor, check func() error) {
 	modelsMu.Lock()
 	defer modelsMu.Unlock()
-	models[info.Name] = registered{info, ctor}
+	models[info.Name] = registered{info, ctor, check}
+}
+
+// CheckModel reports whether this process can run the model now: nil, or
+// an error wrapping ErrUnsupported that says why not in one line (for
+// "uring": io_uring disabled by sysctl, forbidden by seccomp, or a kernel
+// too old). A name LookupModel rejects is rejected the same way.
+func CheckModel(name string) error {
+	info, err := LookupModel(name)
+	if err != nil {
+		return err
+	}
+	modelsMu.RLock()
+	check := models[info.Name].check
+	modelsMu.RUnlock()
+	if check == nil {
+		return nil
+	}
+	return check()
 }
 
 func init() {

@@ -74,6 +74,9 @@ func NewServer(h Handler, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckModel(info.Name); err != nil {
+		return nil, err
+	}
 	if s.cfg.TLS != nil && !info.TLS {
 		return nil, fmt.Errorf("%w: model %q does not speak TLS (models that do: %v)", ErrUnsupported, info.Name, tlsModels())
 	}

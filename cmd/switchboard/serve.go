@@ -202,6 +202,11 @@ func runServe(ctx context.Context, f *serveFlags) error {
 		switchboard.WithLogger(log),
 		switchboard.WithConnLog(connLog),
 	)...)
+	if errors.Is(err, switchboard.ErrUnsupported) {
+		// Not a usage error: the flags are fine, this machine cannot
+		// run the model (io_uring forbidden, say). Exit 1 with why.
+		return err
+	}
 	if err != nil {
 		return usageError{err}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/sockfd"
 )
 
 // Accepting: taking connections off a listener, placing each on a loop,
@@ -28,7 +29,7 @@ func (l *loop) accept(li *listener) {
 		return
 	}
 	for range acceptBatch {
-		fd, sa, err := accept(li.fd)
+		fd, sa, err := sockfd.Accept(li.Fd)
 		if err != nil {
 			switch err {
 			case unix.EAGAIN:
@@ -41,7 +42,7 @@ func (l *loop) accept(li *listener) {
 				return
 			default:
 				l.s.stats.CountAcceptError(err)
-				l.warnf("accept failed", "listener", li.addr, "err", err)
+				l.warnf("accept failed", "listener", li.Addr, "err", err)
 				return
 			}
 		}
@@ -49,38 +50,26 @@ func (l *loop) accept(li *listener) {
 	}
 }
 
-// openSpare reserves a descriptor to give back when accept fails with
-// EMFILE: closing it lets one more accept succeed, so the pending
-// connection can be taken and closed instead of staying in the backlog and
-// keeping the listener readable forever.
-func openSpare() int {
-	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1
-	}
-	return fd
-}
-
 // outOfDescriptors sheds one pending connection with the spare descriptor
 // so the listener stops being readable, or, with no spare to use, stops
 // accepting for a moment. Either way the loop never spins on EMFILE.
 func (l *loop) outOfDescriptors(li *listener, err error) {
-	l.warnf("accept failed: out of descriptors; shedding connections", "listener", li.addr, "err", err)
+	l.warnf("accept failed: out of descriptors; shedding connections", "listener", li.Addr, "err", err)
 	if l.spare >= 0 {
 		unix.Close(l.spare)
-		fd, _, aerr := accept(li.fd)
+		fd, _, aerr := sockfd.Accept(li.Fd)
 		if aerr == nil {
-			reset(fd)
+			sockfd.Reset(fd)
 			l.s.stats.Rejected.Add(1)
 		}
-		l.spare = openSpare()
+		l.spare = sockfd.OpenSpare()
 		if aerr == nil || aerr == unix.EAGAIN {
 			return
 		}
 	}
 	li.paused = true
 	li.resumeAfter = l.now + int64(acceptPause)
-	l.p.Modify(li.fd, false, false)
+	l.p.Modify(li.Fd, false, false)
 }
 
 // warnf logs at most one warning a second per loop: accept failures come
@@ -93,45 +82,33 @@ func (l *loop) warnf(msg string, args ...any) {
 	l.s.log.Warn(msg, args...)
 }
 
-// reset closes a connection we will not serve with a reset (SO_LINGER 0),
-// so it does not sit in TIME_WAIT on our side.
-func reset(fd int) {
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	unix.Close(fd)
-}
-
 func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 	s := l.s
 	if n := s.nconns.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
 		s.nconns.Add(-1)
-		reset(fd)
+		sockfd.Reset(fd)
 		s.stats.Rejected.Add(1)
-		s.log.Debug("connection refused: limit reached", "remote", addrPort(sa), "max_conns", s.cfg.MaxConns)
+		s.log.Debug("connection refused: limit reached", "remote", sockfd.AddrPort(sa), "max_conns", s.cfg.MaxConns)
 		return
 	}
 	c := &conn{fd: int32(fd), ln: li, opened: l.now}
 	c.idle.Store(s.idle)
-	if !li.unix {
-		c.raddr = addrPort(sa)
+	if !li.Unix {
+		c.raddr = sockfd.AddrPort(sa)
 		if !s.perIP.Acquire(c.raddr.Addr()) {
 			s.nconns.Add(-1)
-			reset(fd)
+			sockfd.Reset(fd)
 			s.stats.Rejected.Add(1)
 			s.stats.RejectedPerIP.Add(1)
 			s.log.Debug("connection refused: per-address limit reached", "remote", c.raddr, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
 			return
 		}
-		c.laddr = li.laddr
-		if li.any {
-			if lsa, err := unix.Getsockname(fd); err == nil {
-				c.laddr = addrPort(lsa)
-			}
-		}
+		_, c.laddr = li.ConnAddrs(fd, sa)
 		if s.cfg.NoDelay {
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		if s.cfg.KeepAlive > 0 {
-			setKeepAlive(fd, s.cfg.KeepAlive)
+			sockfd.SetKeepAlive(fd, s.cfg.KeepAlive)
 		}
 	}
 	t := l.place()
@@ -169,7 +146,7 @@ func (l *loop) place() *loop {
 // refuse closes a connection that was accepted but cannot be served.
 func (l *loop) refuse(c *conn, reason any) {
 	s := l.s
-	reset(int(c.fd))
+	sockfd.Reset(int(c.fd))
 	c.l.load.Add(-1)
 	s.nconns.Add(-1)
 	s.perIP.Release(c.raddr.Addr())

@@ -45,9 +45,9 @@ type echoRig struct {
 	fail func(...any)
 }
 
-func newEchoRig(t testing.TB, spec string, pipeline int) *echoRig {
+func newEchoRig(t testing.TB, model, spec string, pipeline int) *echoRig {
 	codec := mustCodec(t, spec, 0)
-	ts := startServer(t, "epoll", engine.Config{Codec: codec, Loops: 1, NoDelay: true}, echoHandler{})
+	ts := startServer(t, model, engine.Config{Codec: codec, Loops: 1, NoDelay: true}, echoHandler{})
 	r := &echoRig{fd: rawClient(t, ts.addr), fail: t.Fatal}
 	for range pipeline {
 		r.out, _ = codec.Append(r.out, bytes.Repeat([]byte{'m'}, 64))
@@ -71,17 +71,23 @@ func (r *echoRig) roundTrip() {
 
 // TestZeroAllocsPerMessage: in steady state an echoed message costs the
 // whole process (server loop included) no allocation, raw or framed,
-// one message or sixteen per read.
+// one message or sixteen per read, on epoll and on io_uring.
 func TestZeroAllocsPerMessage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures a steady state")
 	}
+	for _, model := range backends(t, "epoll", "uring") {
+		t.Run(model, func(t *testing.T) { testZeroAllocs(t, model) })
+	}
+}
+
+func testZeroAllocs(t *testing.T, model string) {
 	for _, spec := range []string{"raw", "len:4"} {
 		for _, pipeline := range []int{1, 16} {
 			if spec == "raw" && pipeline > 1 {
 				continue // raw has no message boundaries to pipeline
 			}
-			r := newEchoRig(t, spec, pipeline)
+			r := newEchoRig(t, model, spec, pipeline)
 			for range 1000 {
 				r.roundTrip()
 			}
@@ -94,17 +100,26 @@ func TestZeroAllocsPerMessage(t *testing.T) {
 	}
 }
 
-// BenchmarkEcho reports allocations per echoed message on epoll. The
-// client is in the same process but makes plain system calls, so
-// allocs/op is the server's.
+// BenchmarkEcho reports allocations and time per echoed message on epoll
+// and io_uring. The client is in the same process but makes plain system
+// calls, so allocs/op is the server's.
 func BenchmarkEcho(b *testing.B) {
+	for _, model := range []string{"epoll", "uring"} {
+		if _, ok := otherEngines[model]; !ok && model != "epoll" {
+			continue
+		}
+		b.Run(model, func(b *testing.B) { benchmarkEcho(b, model) })
+	}
+}
+
+func benchmarkEcho(b *testing.B, model string) {
 	for _, c := range []struct {
 		name     string
 		spec     string
 		pipeline int
 	}{{"raw", "raw", 1}, {"len4", "len:4", 1}, {"len4-pipeline16", "len:4", 16}} {
 		b.Run(c.name, func(b *testing.B) {
-			r := newEchoRig(b, c.spec, c.pipeline)
+			r := newEchoRig(b, model, c.spec, c.pipeline)
 			for range 1000 {
 				r.roundTrip()
 			}

@@ -144,8 +144,8 @@ func (l *loop) lingerDeadline() int64 {
 
 func (l *loop) closeListeners() {
 	for _, li := range l.lns {
-		l.p.Delete(li.fd)
-		unix.Close(li.fd)
+		l.p.Delete(li.Fd)
+		unix.Close(li.Fd)
 	}
 	l.lns = nil
 }

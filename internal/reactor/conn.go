@@ -202,24 +202,15 @@ func (c *conn) PartialFrame(started bool) {
 	}
 }
 
-// LocalAddr is built on demand: storing a net.Addr per connection would
-// cost an allocation and two words even for connections nobody asks.
-func (c *conn) LocalAddr() net.Addr {
-	if c.ln.unix {
-		return c.ln.addr
-	}
-	return net.TCPAddrFromAddrPort(c.laddr)
-}
+// LocalAddr is built on demand (sockfd.Listener.LocalAddr says why).
+func (c *conn) LocalAddr() net.Addr { return c.ln.LocalAddr(c.laddr) }
 
 // RemoteAddr is the PROXY header's client address when there was one.
 func (c *conn) RemoteAddr() net.Addr {
 	if c.proxied != nil {
 		return c.proxied
 	}
-	if c.ln.unix {
-		return &net.UnixAddr{Net: "unix"}
-	}
-	return net.TCPAddrFromAddrPort(c.raddr)
+	return c.ln.RemoteAddr(c.raddr)
 }
 
 // Value returns the value last stored with SetValue.

@@ -17,10 +17,13 @@ import (
 // accept error and a rejection), the loop does not spin on EMFILE, and
 // service resumes once descriptors are available again.
 func TestOutOfDescriptors(t *testing.T) {
+	for _, model := range backends(t, "epoll", "uring") {
+		t.Run(model, func(t *testing.T) { testOutOfDescriptors(t, model) })
+	}
+}
+
+func testOutOfDescriptors(t *testing.T, model string) {
 	const clients = 5
-	ts := startServer(t, "epoll", engine.Config{}, echoHandler{})
-	ta, _ := net.ResolveTCPAddr("tcp", ts.addr)
-	to := &unix.SockaddrInet4{Port: ta.Port, Addr: [4]byte{127, 0, 0, 1}}
 	var socks []int
 	for range clients {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -44,21 +47,37 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(probe)
-	// The next descriptor the process would get is probe: a limit of
-	// probe makes every new one fail with EMFILE.
+	// The limit is lowered before the server starts, leaving it room to
+	// set up, and the rest of the table is then filled: io_uring takes
+	// an accept's descriptor limit when the accept is prepared, so a
+	// limit lowered under an armed multishot accept would not bind it.
 	low := saved
-	low.Cur = uint64(probe)
+	low.Cur = uint64(probe + 64)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
+	var fillers []int
 	restored := false
 	restore := func() {
 		if !restored {
+			for _, fd := range fillers {
+				unix.Close(fd)
+			}
 			unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
 			restored = true
 		}
 	}
 	defer restore()
+	ts := startServer(t, model, engine.Config{}, echoHandler{})
+	ta, _ := net.ResolveTCPAddr("tcp", ts.addr)
+	to := &unix.SockaddrInet4{Port: ta.Port, Addr: [4]byte{127, 0, 0, 1}}
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
 
 	for _, fd := range socks {
 		if err := unix.Connect(fd, to); err != nil {

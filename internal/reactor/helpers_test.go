@@ -5,6 +5,7 @@ package reactor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -87,7 +88,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 	if cfg.Stats == nil {
 		cfg.Stats = new(engine.Stats)
 	}
-	eng, err := New(backend, cfg, h)
+	eng, err := newEngine(backend, cfg, h)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -95,13 +96,75 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 	ts := &testServer{eng: eng, addr: ln.Addr().String(), stats: cfg.Stats, served: make(chan error, 1)}
 	go func() { ts.served <- eng.Serve(ln) }()
 	t.Cleanup(func() { ts.stop(t) })
-	waitFor(t, 5*time.Second, "Serve to start", func() bool {
-		s := eng.(*server)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.state != serverNew
-	})
+	if s, ok := eng.(*server); ok {
+		waitFor(t, 5*time.Second, "Serve to start", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.state != serverNew
+		})
+	} else if x := otherEngines[backend]; x.serving != nil {
+		waitFor(t, 5*time.Second, "Serve to start", func() bool { return x.serving(eng) })
+	}
 	return ts
+}
+
+// otherEngine is an engine beside the reactor that its engine-level tests
+// also run on, so the cases are written once (the io_uring engine, on
+// Linux: uring_linux_test.go registers it when the kernel allows it).
+type otherEngine struct {
+	new     engine.Constructor
+	loopOf  func(engine.Conn) int // which loop serves a connection
+	pending func(engine.Conn) int // its queued output
+	serving func(engine.Engine) bool
+}
+
+var otherEngines = map[string]otherEngine{}
+
+// newEngine builds backend's engine, the reactor's or another's.
+func newEngine(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, error) {
+	if x, ok := otherEngines[backend]; ok {
+		return x.new(cfg, h)
+	}
+	return New(backend, cfg, h)
+}
+
+// models lists the poller backends and other engines the tests run on.
+func models() []string {
+	out := Backends()
+	for _, n := range []string{"uring"} {
+		if _, ok := otherEngines[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// loopOf says which loop serves c, on any engine.
+func loopOf(c engine.Conn) int {
+	if rc, ok := c.(*conn); ok {
+		return rc.l.id
+	}
+	for _, x := range otherEngines {
+		if id := x.loopOf(c); id >= 0 {
+			return id
+		}
+	}
+	panic(fmt.Sprintf("loopOf: unknown connection type %T", c))
+}
+
+// pendingBytes reads a connection's queued output the way its loop does.
+func pendingBytes(c engine.Conn) int {
+	if rc, ok := c.(*conn); ok {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return rc.out.Len()
+	}
+	for _, x := range otherEngines {
+		if n := x.pending(c); n >= 0 {
+			return n
+		}
+	}
+	panic(fmt.Sprintf("pendingBytes: unknown connection type %T", c))
 }
 
 func (ts *testServer) stop(t testing.TB) {
@@ -172,19 +235,19 @@ func readFrame(r io.Reader) ([]byte, error) {
 // that write from outside the loops or inspect a connection.
 type registry struct {
 	mu    sync.Mutex
-	conns []*conn
+	conns []engine.Conn
 }
 
 func (r *registry) add(c engine.Conn) {
 	r.mu.Lock()
-	r.conns = append(r.conns, c.(*conn))
+	r.conns = append(r.conns, c)
 	r.mu.Unlock()
 }
 
-func (r *registry) snapshot() []*conn {
+func (r *registry) snapshot() []engine.Conn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*conn(nil), r.conns...)
+	return append([]engine.Conn(nil), r.conns...)
 }
 
 func (r *registry) len() int {
@@ -193,16 +256,9 @@ func (r *registry) len() int {
 	return len(r.conns)
 }
 
-// pending reads a connection's queued output the way the loop does.
-func (c *conn) pendingBytes() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Len()
-}
-
 func backends(t *testing.T, names ...string) []string {
 	have := map[string]bool{}
-	for _, n := range Backends() {
+	for _, n := range models() {
 		have[n] = true
 	}
 	var out []string

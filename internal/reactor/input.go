@@ -10,6 +10,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/inbuf"
 	"switchboard/internal/proxyproto"
 	"switchboard/internal/rawio"
 )
@@ -21,7 +22,7 @@ import (
 
 // minReadRoom is the least free space a partial frame's buffer offers a
 // read; smaller reads would cost more system calls than copies.
-const minReadRoom = 16 << 10
+const minReadRoom = inbuf.ReadRoom
 
 func (l *loop) readable(c *conn) {
 	if c.tls != nil {
@@ -229,48 +230,4 @@ func (l *loop) header(c *conn) bool {
 		l.disarm(c, timerIdle)
 	}
 	return l.open(c)
-}
-
-// freeLists are a loop's buffers for partial frames (framing.Buffers).
-// Only the loop touches its connections' input, so they need no
-// synchronisation, unlike a sync.Pool.
-type freeLists struct{ small, large [][]byte }
-
-const (
-	smallIn   = 4 << 10
-	largeIn   = engine.ReadBufferSize + minReadRoom
-	maxFreeIn = 64
-)
-
-func (f *freeLists) Get(n int) []byte {
-	switch {
-	case n <= smallIn:
-		return pop(&f.small, smallIn)
-	case n <= largeIn:
-		return pop(&f.large, largeIn)
-	}
-	return make([]byte, 0, n)
-}
-
-// pop takes a buffer off list, or makes one of size when it is empty.
-func pop(list *[][]byte, size int) []byte {
-	if k := len(*list); k > 0 {
-		b := (*list)[k-1]
-		*list = (*list)[:k-1]
-		return b
-	}
-	return make([]byte, 0, size)
-}
-
-func (f *freeLists) Put(b []byte) {
-	switch cap(b) {
-	case smallIn:
-		if len(f.small) < maxFreeIn {
-			f.small = append(f.small, b[:0])
-		}
-	case largeIn:
-		if len(f.large) < maxFreeIn/8 {
-			f.large = append(f.large, b[:0])
-		}
-	}
 }

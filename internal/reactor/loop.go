@@ -13,6 +13,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/inbuf"
 	"switchboard/internal/poller"
 	"switchboard/internal/rawio"
 	"switchboard/internal/timerheap"
@@ -58,7 +59,7 @@ type loop struct {
 	events []poller.Event
 	buf    []byte            // read buffer: frames are decoded in place from it
 	split  *framing.Splitter // the codec, with this loop's free lists for partial frames
-	free   *freeLists        // those free lists, shared by a connection's SetCodec splitter
+	free   *inbuf.FreeLists  // those free lists, shared by a connection's SetCodec splitter
 	conns  []*conn           // indexed by descriptor
 	n      int               // connections owned
 	lns    []*listener
@@ -107,7 +108,7 @@ func newLoop(s *server, id int) (*loop, error) {
 		iter:   engine.Histogram{Bounds: engine.IterationBounds[:]},
 		spare:  -1,
 	}
-	l.free = new(freeLists)
+	l.free = new(inbuf.FreeLists)
 	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: minReadRoom, Buffers: l.free})
 	// select and poll scan every descriptor on each call, so an extra
 	// non-blocking one would cost as much as the wait it tries to save.
@@ -119,7 +120,7 @@ func newLoop(s *server, id int) (*loop, error) {
 // before the loop ran.
 func (l *loop) release() {
 	for _, li := range l.lns {
-		unix.Close(li.fd)
+		unix.Close(li.Fd)
 	}
 	if l.spare >= 0 {
 		unix.Close(l.spare)
@@ -259,7 +260,7 @@ func (l *loop) event(ev poller.Event) {
 	}
 	if c == nil {
 		for _, li := range l.lns {
-			if li.fd == fd {
+			if li.Fd == fd {
 				l.accept(li)
 				return
 			}

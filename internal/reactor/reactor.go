@@ -47,6 +47,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/engine"
 	"switchboard/internal/poller"
+	"switchboard/internal/sockfd"
 	"switchboard/internal/tlsloop"
 )
 
@@ -230,13 +231,13 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 		if err != nil {
 			return fail(err)
 		}
-		if err := l.p.Add(li.fd, true, false); err != nil {
-			unix.Close(li.fd)
+		if err := l.p.Add(li.Fd, true, false); err != nil {
+			unix.Close(li.Fd)
 			return fail(fmt.Errorf("switchboard: listener %s: %w", ln.Addr(), err))
 		}
 		l.lns = append(l.lns, li)
 		if l.spare < 0 {
-			l.spare = openSpare()
+			l.spare = sockfd.OpenSpare()
 		}
 	}
 	s.local = len(lns) >= len(loops)

@@ -23,7 +23,7 @@ import (
 // TestManyConns holds 5,000 connections open at once on each scalable
 // backend and checks every one echoes its own message.
 func TestManyConns(t *testing.T) {
-	for _, backend := range backends(t, "epoll", "poll", "kqueue") {
+	for _, backend := range backends(t, "epoll", "poll", "kqueue", "uring") {
 		t.Run(backend, func(t *testing.T) {
 			const conns, workers = 5000, 50
 			ts := startServer(t, backend, engine.Config{Loops: 2}, echoHandler{})
@@ -173,7 +173,7 @@ func TestSelectFdSetSize(t *testing.T) {
 // TestSplitEveryByte sends two len:4 frames split at every byte boundary,
 // so each piece arrives in a read of its own, and byte by byte.
 func TestSplitEveryByte(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			codec := mustCodec(t, "len:4", 0)
 			ts := startServer(t, backend, engine.Config{Codec: codec}, echoHandler{})
@@ -209,7 +209,7 @@ func TestSplitEveryByte(t *testing.T) {
 // the same connections. Every frame must arrive intact, each source's in
 // order.
 func TestCrossLoopWrites(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			const conns, writers, perWriter = 16, 4, 200
 			codec := mustCodec(t, "len:4", 0)
@@ -223,7 +223,7 @@ func TestCrossLoopWrites(t *testing.T) {
 			waitFor(t, 5*time.Second, "all open", func() bool { return reg.len() == conns })
 			loops := map[int]int{}
 			for _, c := range reg.snapshot() {
-				loops[c.l.id]++
+				loops[loopOf(c)]++
 			}
 			if len(loops) != 2 {
 				t.Fatalf("connections per loop %v: want both loops used", loops)
@@ -290,7 +290,7 @@ func TestCrossLoopWrites(t *testing.T) {
 // TestBackpressure: a client that does not read. The server must stop
 // reading it with at most WriteLimit queued, and resume when it reads.
 func TestBackpressure(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			const maxPending = 256 << 10
 			var reg registry
@@ -316,7 +316,7 @@ func TestBackpressure(t *testing.T) {
 			var last int64 = -1
 			for range 500 {
 				time.Sleep(10 * time.Millisecond)
-				peak = max(peak, sc.pendingBytes())
+				peak = max(peak, pendingBytes(sc))
 				in := ts.stats.BytesIn.Load()
 				if in == last {
 					break
@@ -329,7 +329,7 @@ func TestBackpressure(t *testing.T) {
 			if peak > limit {
 				t.Fatalf("pending output peaked at %d, WriteLimit %d", peak, limit)
 			}
-			t.Logf("paused after reading %d bytes; pending %d (high water %d, limit %d)", last, sc.pendingBytes(), maxPending, limit)
+			t.Logf("paused after reading %d bytes; pending %d (high water %d, limit %d)", last, pendingBytes(sc), maxPending, limit)
 			got := make([]byte, len(wire))
 			if _, err := io.ReadFull(c, got); err != nil {
 				t.Fatal(err)
@@ -351,7 +351,12 @@ func TestBackpressure(t *testing.T) {
 // that never reads hits WriteLimit, and the connection is closed with
 // ErrSlowConsumer while pending stays bounded.
 func TestSlowConsumer(t *testing.T) {
-	backend := Backends()[0]
+	for _, backend := range backends(t, Backends()[0], "uring") {
+		t.Run(backend, func(t *testing.T) { testSlowConsumer(t, backend) })
+	}
+}
+
+func testSlowConsumer(t *testing.T, backend string) {
 	cl := newCloses()
 	var wg sync.WaitGroup
 	werr := make(chan error, 1)
@@ -389,7 +394,7 @@ func TestSlowConsumer(t *testing.T) {
 // TestIdleTimeout: the timer heap closes a silent connection after the
 // idle timeout, and leaves a chatty one alone.
 func TestIdleTimeout(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			// The chatty connection writes every idle/6: room for a loaded
 			// machine to delay it by most of the timeout and still prove
@@ -444,7 +449,7 @@ func TestIdleTimeout(t *testing.T) {
 // TestWriteTimeout: output that makes no progress for the write timeout
 // closes the connection, from the timer heap.
 func TestWriteTimeout(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			const wt = 200 * time.Millisecond
 			cl := newCloses()
@@ -480,7 +485,7 @@ func TestWriteTimeout(t *testing.T) {
 // full echo and then EOF; with the eof codec the whole upload is one
 // message.
 func TestHalfClose(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		for _, spec := range []string{"raw", "eof", "len:4"} {
 			t.Run(backend+"/"+spec, func(t *testing.T) {
 				codec := mustCodec(t, spec, 4<<20)
@@ -523,7 +528,7 @@ func TestHalfClose(t *testing.T) {
 // client reads the reply and EOF, can still send, and its close ends the
 // connection with a nil error.
 func TestServerCloseWrite(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			cl := newCloses()
 			got := make(chan string, 10)
@@ -563,7 +568,7 @@ func TestServerCloseWrite(t *testing.T) {
 // TestShutdownDrains: replies queued before Shutdown reach the client in
 // full, followed by EOF rather than a reset.
 func TestShutdownDrains(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
 			received := make(chan struct{})
@@ -575,7 +580,7 @@ func TestShutdownDrains(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eng, err := New(backend, engine.Config{Loops: 2}, h)
+			eng, err := newEngine(backend, engine.Config{Loops: 2}, h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -681,7 +686,7 @@ func TestShutdownLingersAfterCloseWrite(t *testing.T) {
 // TestProtocolError: a codec error closes only that connection, with the
 // wrapped framing error, and is counted.
 func TestProtocolError(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			cl := newCloses()
 			h := &funcs{msg: func(c engine.Conn, m []byte) { c.Write(m) }, close: func(_ engine.Conn, err error) { cl <- err }}
@@ -759,14 +764,14 @@ func TestProxyProtocol(t *testing.T) {
 // TestUnixSocket: a Unix listener works, and closing it on shutdown
 // removes its file.
 func TestUnixSocket(t *testing.T) {
-	for _, backend := range Backends() {
+	for _, backend := range models() {
 		t.Run(backend, func(t *testing.T) {
 			path := t.TempDir() + "/sb.sock"
 			ln, err := net.Listen("unix", path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			eng, err := New(backend, engine.Config{}, echoHandler{})
+			eng, err := newEngine(backend, engine.Config{}, echoHandler{})
 			if err != nil {
 				t.Fatal(err)
 			}

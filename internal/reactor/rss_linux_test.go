@@ -28,12 +28,20 @@ import (
 // this model or Go's net one, so the figure compares user-space state.
 //
 //	SWITCHBOARD_IDLE_RSS=1 go test -run TestIdleRSS -v ./internal/reactor
+//
+// It measures epoll and, where the kernel allows it, uring.
 func TestIdleRSS(t *testing.T) {
 	if os.Getenv("SWITCHBOARD_IDLE_RSS") == "" {
 		t.Skip("set SWITCHBOARD_IDLE_RSS=1 to measure idle connection memory")
 	}
+	for _, model := range backends(t, "epoll", "uring") {
+		t.Run(model, func(t *testing.T) { testIdleRSS(t, model) })
+	}
+}
+
+func testIdleRSS(t *testing.T, model string) {
 	const conns = 10000
-	ts := startServer(t, "epoll", engine.Config{Loops: 2, NoDelay: true, KeepAlive: 15 * time.Second}, echoHandler{})
+	ts := startServer(t, model, engine.Config{Loops: 2, NoDelay: true, KeepAlive: 15 * time.Second}, echoHandler{})
 	// One round trip first, so pools, buffers and lazily built runtime
 	// state are counted in "before", not charged to the connections.
 	c := dial(t, ts.addr)

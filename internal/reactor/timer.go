@@ -70,7 +70,7 @@ func (l *loop) runTimers() {
 	for _, li := range l.lns {
 		if li.paused && l.now >= li.resumeAfter {
 			li.paused = false
-			l.p.Modify(li.fd, true, false)
+			l.p.Modify(li.Fd, true, false)
 		}
 	}
 	for len(l.timers) > 0 && l.timers[0].When <= l.now {

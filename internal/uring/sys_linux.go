@@ -74,6 +74,10 @@ const (
 	// SQEIOLink makes the next SQE start only after this one succeeds
 	// (used to attach a link timeout).
 	SQEIOLink = 1 << 2
+	// SQEIOHardlink links like SQEIOLink but starts the next SQE even if
+	// this one fails: a cancellation that finds nothing to cancel must
+	// not stop the close linked behind it.
+	SQEIOHardlink = 1 << 3
 	// SQEAsync forces the request to the kernel's worker threads; only
 	// for measurement, an echo engine never wants it.
 	SQEAsync = 1 << 4

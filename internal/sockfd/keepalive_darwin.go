@@ -1,4 +1,4 @@
-package reactor
+package sockfd
 
 import (
 	"time"
@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setKeepAlive turns on TCP keepalive probes after d of silence, then every
+// SetKeepAlive turns on TCP keepalive probes after d of silence, then every
 // d. macOS names the idle time TCP_KEEPALIVE.
-func setKeepAlive(fd int, d time.Duration) {
+func SetKeepAlive(fd int, d time.Duration) {
 	secs := max(int((d+time.Second-1)/time.Second), 1)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE, secs)

@@ -1,6 +1,6 @@
 //go:build linux || freebsd || netbsd
 
-package reactor
+package sockfd
 
 import (
 	"time"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setKeepAlive turns on TCP keepalive probes after d of silence, then every
+// SetKeepAlive turns on TCP keepalive probes after d of silence, then every
 // d, as Go's net.KeepAliveConfig does with Idle and Interval both d.
-func setKeepAlive(fd int, d time.Duration) {
+func SetKeepAlive(fd int, d time.Duration) {
 	secs := max(int((d+time.Second-1)/time.Second), 1)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs)

@@ -1,6 +1,6 @@
 //go:build darwin || netbsd || openbsd
 
-package reactor
+package sockfd
 
 import (
 	"syscall"
@@ -8,11 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// accept takes one pending connection and makes it non-blocking and
+// Accept takes one pending connection and makes it non-blocking and
 // close-on-exec. Without accept4 that takes three calls; ForkLock keeps a
 // concurrent fork+exec from inheriting the descriptor in between, as Go's
 // own net package does.
-func accept(fd int) (int, unix.Sockaddr, error) {
+func Accept(fd int) (int, unix.Sockaddr, error) {
 	syscall.ForkLock.RLock()
 	nfd, sa, err := unix.Accept(fd)
 	if err == nil {

@@ -1,4 +1,4 @@
-package reactor
+package sockfd
 
 import (
 	"time"
@@ -6,8 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setKeepAlive turns on TCP keepalive. OpenBSD has no per-socket timing:
+// SetKeepAlive turns on TCP keepalive. OpenBSD has no per-socket timing:
 // the probes follow the net.inet.tcp.keepidle and keepintvl sysctls.
-func setKeepAlive(fd int, _ time.Duration) {
+func SetKeepAlive(fd int, _ time.Duration) {
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 }

@@ -1,0 +1,50 @@
+package uringengine
+
+import "switchboard/internal/engine"
+
+// LoopOf returns the index of the loop serving c, or -1 if c is not one
+// of this engine's connections; for tests and diagnostics that check
+// how connections spread over loops.
+func LoopOf(c engine.Conn) int {
+	if uc, ok := c.(*conn); ok {
+		return uc.l.id
+	}
+	return -1
+}
+
+// Pending returns the output queued on c and not yet sent (its bytes in
+// flight included), or -1 if c is not one of this engine's connections.
+func Pending(c engine.Conn) int {
+	uc, ok := c.(*conn)
+	if !ok {
+		return -1
+	}
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	return uc.out.Len()
+}
+
+// Serving reports whether e, one of this engine's, has every loop's ring
+// set up and its accepts armed (Serve sets them up on the loops' own
+// threads, after it is called), for tests that must not race that set-up.
+func Serving(e engine.Engine) bool {
+	s, ok := e.(*server)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	if loops == nil {
+		return false
+	}
+	for _, l := range loops {
+		l.mu.Lock()
+		started := l.started || l.stopped
+		l.mu.Unlock()
+		if !started {
+			return false
+		}
+	}
+	return true
+}

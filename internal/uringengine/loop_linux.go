@@ -1,0 +1,469 @@
+package uringengine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"switchboard/framing"
+	"switchboard/internal/connstate"
+	"switchboard/internal/inbuf"
+	"switchboard/internal/sockfd"
+	"switchboard/internal/timerheap"
+	"switchboard/internal/uring"
+)
+
+// The loop, its ring and its task queue. The rest of a loop's work is by
+// concern: accept_linux.go, input_linux.go, output_linux.go,
+// close_linux.go, timer_linux.go.
+
+// taskKind says what a task asks of a loop.
+type taskKind uint8
+
+// Work other goroutines hand a loop through its queue.
+const (
+	taskKick  taskKind = iota // look at conn: queued output, Close, CloseWrite
+	taskAdopt                 // take over a connection another loop accepted
+	taskDrain                 // Shutdown began
+	taskClose                 // close everything now
+	taskAfter                 // arm a Conn.AfterFunc
+)
+
+type task struct {
+	kind taskKind
+	c    *conn
+	a    *afterFunc
+}
+
+// Ring sizing. The completion queue is large because one armed multishot
+// receive per connection can each post a completion in the same enter;
+// the kernel keeps what overflows (IORING_FEAT_NODROP) but flushing it
+// costs. Buffers are a page each, as in the C peer; a bundle receive
+// takes several for a large read.
+const (
+	sqEntries   = 1024
+	cqEntries   = 16384
+	cqeBatch    = 512
+	bufCount    = 4096
+	bufSize     = 4096
+	bufGroup    = 0
+	msgHeaders  = 1024 // sendmsg headers: sends of a chain in flight at once
+	maxSendIov  = 64   // chunks one sendmsg takes
+	stopTimeout = 2 * time.Second
+)
+
+// User data: the kind of request in the top byte, then the connection's
+// generation and its slot (or the listener's index for an accept), so a
+// completion finds its connection without a map and without a Go pointer
+// in kernel memory.
+const (
+	udAccept uint64 = iota + 1
+	udRecv
+	udSend
+	udWake
+	udCancel   // cancellations and closes post only failures, which are ignored
+	udShutdown // likewise
+)
+
+func userData(kind uint64, gen, slot uint32) uint64 {
+	return kind<<56 | uint64(gen&0xffffff)<<32 | uint64(slot)
+}
+
+func splitUserData(u uint64) (kind uint64, gen, slot uint32) {
+	return u >> 56, uint32(u>>32) & 0xffffff, uint32(u)
+}
+
+// loop is one event loop. Everything in it belongs to its goroutine except
+// the queue (under mu), notified, load, ringFd and stopped.
+type loop struct {
+	s     *server
+	id    int
+	ring  *uring.Ring
+	br    *uring.BufRing
+	arena *uring.MsgArena
+	wake  *uring.Eventfd // nil when MSG_RING wakes the ring
+	cqes  []uring.CQE
+	split *framing.Splitter
+	free  *inbuf.FreeLists // split's free lists, shared by a connection's SetCodec splitter
+
+	conns     []*conn  // by slot
+	gens      []uint32 // by slot: the generation of its latest conn
+	freeSlots []uint32 // slots whose conn has closed and has nothing in flight
+	freeMsgs  []int32  // sendmsg headers not in flight
+	n         int      // connections open
+	lns       []*listener
+	timers    timerheap.Heap[*conn]
+	afters    timerheap.Heap[*afterFunc] // handler timers: AfterFunc, the tick
+	tick      *afterFunc                 // the server's tick, on loop 0 only
+	now       int64                      // loop clock at the last wake-up
+	bufs      [][]byte
+	spare     int // reserved descriptor for shedding when out of fds, -1 if none
+	bundle    bool
+	broken    bool      // the ring failed: wind up without it
+	scratch   uring.SQE // what sqe hands out once broken
+	inflight  int       // receives, sends and accepts whose last completion is due
+
+	// Promises for the next enter: connections to send on, receives to
+	// arm, and connections waiting for a sendmsg header.
+	dirty, rearm, sendWait []*conn
+
+	cur   *conn // the connection a bundle's buffers belong to
+	onBuf func(id uint16, data []byte)
+
+	bytesIn, bytesOut int64
+	rr                int
+	draining, closing bool
+	closingSince      int64
+	lastWarn          int64
+
+	// Shared with other goroutines.
+	load     atomic.Int64
+	notified atomic.Bool
+	ringFd   int // for WakeRing; -1 with an eventfd
+	mu       sync.Mutex
+	queue    []task
+	spareQ   []task
+	stopped  bool
+	started  bool // the ring exists: post may wake it
+}
+
+func newLoop(s *server, id int) *loop {
+	l := &loop{
+		s:      s,
+		id:     id,
+		cqes:   make([]uring.CQE, cqeBatch),
+		bufs:   make([][]byte, 0, maxSendIov),
+		spare:  -1,
+		ringFd: -1,
+	}
+	l.free = new(inbuf.FreeLists)
+	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.free})
+	l.onBuf = l.buffer
+	return l
+}
+
+// setupRing sets up the ring and everything the kernel shares with it, on the
+// loop's locked thread.
+func (l *loop) setupRing() error {
+	s := l.s
+	o := s.opt.Ring
+	o.Entries, o.CQEntries = sqEntries, cqEntries
+	r, err := uring.New(o)
+	if err != nil {
+		return err
+	}
+	l.ring = r
+	if l.br, err = r.NewBufRing(bufGroup, bufCount, bufSize); err != nil {
+		return err
+	}
+	if l.arena, err = uring.NewMsgArena(msgHeaders, maxSendIov); err != nil {
+		return err
+	}
+	l.freeMsgs = make([]int32, msgHeaders)
+	for i := range l.freeMsgs {
+		l.freeMsgs[i] = int32(msgHeaders - 1 - i)
+	}
+	l.bundle = r.Features().RecvSendBundle && !s.opt.NoBundle
+	if !s.probe.SendMsgRing || s.opt.NoMsgRing {
+		if l.wake, err = uring.NewEventfd(); err != nil {
+			return err
+		}
+		l.armWake()
+	}
+	if len(l.lns) > 0 {
+		l.spare = sockfd.OpenSpare()
+	}
+	for _, li := range l.lns {
+		l.armAccept(li)
+	}
+	l.mu.Lock()
+	if l.wake == nil {
+		l.ringFd = r.Fd()
+	}
+	l.started = true
+	pending := len(l.queue) > 0
+	l.mu.Unlock()
+	if pending {
+		l.notified.Store(true)
+	}
+	if l.id == 0 {
+		s.log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil)
+	}
+	return nil
+}
+
+// release frees what setupRing and setup took. The ring goes first: closing
+// it ends every request, so the kernel no longer touches the buffer ring,
+// the sendmsg headers or the eventfd's target when they are unmapped.
+func (l *loop) release() {
+	if l.ring != nil {
+		l.ring.Close()
+	}
+	if l.br != nil {
+		l.br.Close()
+	}
+	if l.arena != nil {
+		l.arena.Close()
+	}
+	if l.wake != nil {
+		l.wake.Close()
+	}
+	l.releaseListeners()
+	if l.spare >= 0 {
+		unix.Close(l.spare)
+		l.spare = -1
+	}
+}
+
+func (l *loop) releaseListeners() {
+	for _, li := range l.lns {
+		if !li.closed {
+			unix.Close(li.Fd)
+			li.closed = true
+		}
+	}
+}
+
+// post queues t for the loop and wakes it. It returns false once the loop
+// has stopped. The wake-up happens under mu so that the loop cannot close
+// its ring (or eventfd) in between.
+func (l *loop) post(t task) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return false
+	}
+	l.queue = append(l.queue, t)
+	if l.started && l.notified.CompareAndSwap(false, true) {
+		var err error
+		if l.wake != nil {
+			err = l.wake.Wake()
+		} else {
+			err = uring.WakeRing(l.ringFd, userData(udWake, 0, 0), 0)
+		}
+		if err != nil {
+			l.s.log.Error("waking an io_uring loop failed", "err", err)
+		}
+	}
+	return true
+}
+
+func (l *loop) armWake() {
+	sqe := l.sqe()
+	l.wake.PrepRead(sqe)
+	sqe.SetUserData(userData(udWake, 0, 0))
+}
+
+// sqe returns a free submission entry, submitting what is prepared when
+// the queue is full. If the ring has failed it returns a scratch entry the
+// kernel never sees, so callers need no error path: the failure has
+// already taken the server down (s.fail), and the loop only winds up.
+func (l *loop) sqe() *uring.SQE {
+	for !l.broken {
+		if sqe := l.ring.NextSQE(); sqe != nil {
+			return sqe
+		}
+		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
+			l.broken = true
+			l.s.fail(fmt.Errorf("io_uring submit: %w", err))
+			l.closeAll()
+		}
+	}
+	return &l.scratch
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EINTR)
+}
+
+// run is the loop: set up the ring, report to Serve, then iterate until
+// drained or closed.
+func (l *loop) run(ready chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := l.s
+	if err := l.setupRing(); err != nil {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
+		l.release()
+		ready <- fmt.Errorf("switchboard: io_uring loop %d: %w", l.id, err)
+		return
+	}
+	ready <- nil
+	if l.id == 0 && s.cfg.OnTick != nil {
+		l.now = s.clock()
+		l.startTick()
+	}
+	for {
+		l.beforeEnter()
+		var wait uint32 = 1
+		if l.notified.Load() {
+			wait = 0
+		}
+		if l.broken {
+			l.inflight = 0 // the kernel's requests are lost with the ring
+			time.Sleep(time.Millisecond)
+		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
+			l.broken = true
+			s.fail(err)
+			l.closeAll()
+		}
+		l.now = s.clock()
+		for {
+			n := l.ring.Completions(l.cqes)
+			for i := range l.cqes[:n] {
+				l.complete(&l.cqes[i])
+			}
+			if n < len(l.cqes) {
+				break
+			}
+		}
+		if l.notified.Load() {
+			l.runQueue()
+		}
+		l.runTimers()
+		if l.bytesIn != 0 {
+			s.stats.BytesIn.Add(l.bytesIn)
+			l.bytesIn = 0
+		}
+		if l.bytesOut != 0 {
+			s.stats.BytesOut.Add(l.bytesOut)
+			l.bytesOut = 0
+		}
+		if (l.draining || l.closing) && l.n == 0 && l.quiet() && l.stop() {
+			return
+		}
+	}
+}
+
+// quiet reports whether the kernel holds no more of this loop's requests
+// that touch its memory, or has held them too long after Close.
+func (l *loop) quiet() bool {
+	if l.inflight == 0 {
+		return true
+	}
+	if l.closingSince == 0 {
+		l.closingSince = l.now
+	}
+	return l.now-l.closingSince > int64(stopTimeout)
+}
+
+// beforeEnter keeps the promises of this iteration: buffers back to the
+// kernel, sends started, receives armed. The enter that follows submits
+// them all.
+func (l *loop) beforeEnter() {
+	l.br.Publish()
+	for i, c := range l.dirty {
+		l.dirty[i] = nil
+		c.flags &^= connDirty
+		if c.state != connstate.Closed {
+			l.flush(c)
+		}
+	}
+	l.dirty = l.dirty[:0]
+	for i, c := range l.rearm {
+		l.rearm[i] = nil
+		c.flags &^= connRearm
+		if c.state != connstate.Closed && c.flags&connRecv == 0 && l.wantRecv(c) {
+			l.armRecv(c)
+		}
+	}
+	l.rearm = l.rearm[:0]
+}
+
+// complete dispatches one completion.
+func (l *loop) complete(cqe *uring.CQE) {
+	kind, gen, slot := splitUserData(cqe.UserData)
+	switch kind {
+	case udRecv:
+		l.received(cqe, l.lookup(gen, slot))
+	case udSend:
+		l.sent(cqe, l.conns[slot])
+	case udAccept:
+		l.accepted(cqe, l.lns[slot])
+	case udWake:
+		if l.wake != nil {
+			l.armWake()
+		}
+	}
+}
+
+// lookup finds the open connection a completion is for, or nil if it has
+// closed since.
+func (l *loop) lookup(gen, slot uint32) *conn {
+	if int(slot) < len(l.conns) {
+		if c := l.conns[slot]; c != nil && c.gen&0xffffff == gen && c.state != connstate.Closed {
+			return c
+		}
+	}
+	return nil
+}
+
+func (l *loop) runQueue() {
+	l.notified.Store(false)
+	l.mu.Lock()
+	q := l.queue
+	l.queue = l.spareQ[:0]
+	l.mu.Unlock()
+	for i := range q {
+		t := q[i]
+		q[i] = task{}
+		switch t.kind {
+		case taskKick:
+			if t.c.state != connstate.Closed {
+				l.afterDispatch(t.c, 0)
+			}
+		case taskAfter:
+			l.armAfter(t.a)
+		case taskAdopt:
+			l.adopt(t.c)
+		case taskDrain:
+			l.drain()
+		case taskClose:
+			l.closeAll()
+		}
+	}
+	l.spareQ = q[:0]
+}
+
+// stop ends the loop if no task is waiting. After it, post refuses, so a
+// connection handed over late is closed by its sender.
+func (l *loop) stop() bool {
+	l.mu.Lock()
+	if len(l.queue) > 0 {
+		l.mu.Unlock()
+		return false
+	}
+	l.stopped = true
+	l.mu.Unlock()
+	l.release()
+	return true
+}
+
+// timeout is how long the enter may wait: until the first timer or the
+// end of an accept back-off, or a short while when waiting for the
+// kernel to finish with a closing loop's requests.
+func (l *loop) timeout() time.Duration {
+	next := l.timers.Next()
+	if a := l.afters.Next(); a >= 0 && (next < 0 || a < next) {
+		next = a
+	}
+	for _, li := range l.lns {
+		if !li.armed && !li.closed && li.resumeAfter > 0 && (next < 0 || li.resumeAfter < next) {
+			next = li.resumeAfter
+		}
+	}
+	if (l.draining || l.closing) && l.n == 0 {
+		next = l.s.clock() + int64(10*time.Millisecond)
+	}
+	if next < 0 {
+		return -1
+	}
+	return time.Duration(max(next-l.s.clock(), 0))
+}
