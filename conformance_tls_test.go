@@ -31,6 +31,7 @@ var tlsSkip = map[string]string{
 	"ProxyHeaderTimeout":      "about the plaintext PROXY header; TestTLSProxyProtocol covers it with TLS",
 	"MaxConnsPerIP":           "dials from 127.0.0.2 with a plaintext dialer of its own; not yet run over TLS",
 	"HelloFrameTimeout":       "writes raw HTTP pieces with timing of its own; not yet run over TLS",
+	"ConnLog":                 "dials plaintext behind PROXY headers of its own; the log line comes from engine.Closed, the same call over TLS",
 	"ConnContextStats":        "per-connection byte counts are the socket's (ciphertext, handshake included) over TLS; the case expects plaintext",
 }
 
