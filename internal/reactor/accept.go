@@ -158,7 +158,7 @@ func (l *loop) refuse(c *conn, reason any) {
 // PROXY header expected, waits for that first (connstate.Header).
 func (l *loop) adopt(c *conn) {
 	s := l.s
-	if l.draining || l.closing {
+	if l.closing {
 		l.refuse(c, "server closing")
 		return
 	}
@@ -179,6 +179,22 @@ func (l *loop) adopt(c *conn) {
 	s.stats.Active.Add(1)
 	c.flags = connReadOn
 	c.lastRead = l.now
+	if l.draining {
+		// Accepted as Shutdown began (the last accept before an upgrade's
+		// hand-over, say): the handler never hears of it, and it drains as
+		// drain drained the others — FIN, input read and dropped, closed at
+		// the peer's FIN or the linger deadline. A reset here would lose
+		// the request the client may already have sent; a clean EOF it can
+		// retry.
+		c.mu.Lock()
+		c.writeRefused = true
+		c.mu.Unlock()
+		if c.state.Drain() {
+			l.arm(c, timerIdle, l.lingerDeadline())
+		}
+		l.afterDispatch(c, 0)
+		return
+	}
 	if s.cfg.ProxyProtocol {
 		c.state = connstate.Header
 		l.arm(c, timerIdle, l.now+s.headerWait)
