@@ -133,6 +133,10 @@ type rsrcUpdate struct {
 	data         uint64
 }
 
+// pbufRingInc is IOU_PBUF_RING_INC, bufReg.flags: consume buffers
+// incrementally.
+const pbufRingInc = 2
+
 type bufReg struct {
 	ringAddr    uint64
 	ringEntries uint32

@@ -33,14 +33,28 @@ func TestParseOptions(t *testing.T) {
 	if o != want {
 		t.Fatalf("got %+v, want %+v", o, want)
 	}
-	if o, err := ParseOptions(""); err != nil || o != (Options{Ring: uring.Options{NoDeferTaskrun: true}}) {
-		t.Fatalf("empty: %+v, %v (DEFER_TASKRUN is off by default)", o, err)
+	if o, err := ParseOptions(""); err != nil || o != (Options{}) {
+		t.Fatalf("empty: %+v, %v (every feature is on by default, DEFER_TASKRUN included)", o, err)
 	}
 	if o, err := ParseOptions("defer-taskrun"); err != nil || o != (Options{}) {
 		t.Fatalf("defer-taskrun: %+v, %v", o, err)
 	}
+	if o, err := ParseOptions("no-defer-taskrun,defer-taskrun"); err != nil || o != (Options{}) {
+		t.Fatalf("no-defer-taskrun,defer-taskrun: %+v, %v (the last word wins)", o, err)
+	}
+	if o, err := ParseOptions("buf-inc,buf-size=65536,buf-count=256"); err != nil || o != (Options{BufInc: true, BufSize: 65536, BufCount: 256}) {
+		t.Fatalf("buffer options: %+v, %v", o, err)
+	}
+	if o := (Options{}); o.bufSize() != defaultBufSize || o.bufCount() != defaultBufCount {
+		t.Fatalf("default buffer ring %d x %d", o.bufCount(), o.bufSize())
+	}
+	for _, bad := range []string{"buf-count=1000", "buf-count=0", "buf-size=12", "buf-size=4k", "buf-size=", "turbo=3"} {
+		if _, err := ParseOptions(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
+			t.Errorf("%s: %v, want an error naming the option", bad, err)
+		}
+	}
 	_, err = ParseOptions("no-bundle,turbo")
-	if err == nil || !strings.Contains(err.Error(), `"turbo"`) || !strings.Contains(err.Error(), "no-sqarray") {
+	if err == nil || !strings.Contains(err.Error(), `"turbo"`) || !strings.Contains(err.Error(), "no-sqarray") || !strings.Contains(err.Error(), "buf-size=N") {
 		t.Fatalf("unknown option: %v, want an error naming it and the valid ones", err)
 	}
 }
@@ -76,7 +90,8 @@ func TestFeaturesOff(t *testing.T) {
 		t.Skip(err)
 	}
 	for _, opts := range []string{"", "defer-taskrun", "no-single-issuer", "no-defer-taskrun", "no-coop-taskrun", "no-submit-all", "no-sqarray", "no-registered-ring", "no-bundle", "no-msg-ring",
-		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring"} {
+		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring",
+		"buf-inc", "buf-inc,buf-size=65536,buf-count=256", "buf-inc,no-bundle,buf-size=4096,buf-count=64", "buf-size=16384,buf-count=1024"} {
 		t.Run(opts, func(t *testing.T) {
 			t.Setenv(OptionsEnv, opts)
 			eng, err := New(engine.Config{Loops: 2}, echo{})

@@ -301,7 +301,7 @@ func (l *loop) header(c *conn) bool {
 // then the peer's FIN, if it came behind it.
 func (l *loop) resume(c *conn) {
 	for c.state != connstate.Closed && c.flags&connPaused == 0 && c.heldOff < len(c.held) {
-		n := min(bufSize, len(c.held)-c.heldOff)
+		n := min(l.br.Size(), len(c.held)-c.heldOff)
 		chunk := c.held[c.heldOff : c.heldOff+n]
 		c.heldOff += n
 		c.in.Feed(l.splitOf(c), chunk)

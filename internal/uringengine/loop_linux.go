@@ -43,18 +43,18 @@ type task struct {
 // Ring sizing. The completion queue is large because one armed multishot
 // receive per connection can each post a completion in the same enter;
 // the kernel keeps what overflows (IORING_FEAT_NODROP) but flushing it
-// costs. Buffers are a page each, as in the C peer; a bundle receive
-// takes several for a large read.
+// costs. Buffers are a page each by default, as in the C peer; a bundle
+// receive takes several for a large read.
 const (
-	sqEntries   = 1024
-	cqEntries   = 16384
-	cqeBatch    = 512
-	bufCount    = 4096
-	bufSize     = 4096
-	bufGroup    = 0
-	msgHeaders  = 1024 // sendmsg headers: sends of a chain in flight at once
-	maxSendIov  = 64   // chunks one sendmsg takes
-	stopTimeout = 2 * time.Second
+	sqEntries       = 1024
+	cqEntries       = 16384
+	cqeBatch        = 512
+	defaultBufCount = 4096
+	defaultBufSize  = 4096
+	bufGroup        = 0
+	msgHeaders      = 1024 // sendmsg headers: sends of a chain in flight at once
+	maxSendIov      = 64   // chunks one sendmsg takes
+	stopTimeout     = 2 * time.Second
 )
 
 // User data: the kind of request in the top byte, then the connection's
@@ -158,7 +158,13 @@ func (l *loop) setupRing() error {
 		return err
 	}
 	l.ring = r
-	if l.br, err = r.NewBufRing(bufGroup, bufCount, bufSize); err != nil {
+	if s.opt.BufInc {
+		l.br, err = r.NewIncBufRing(bufGroup, s.opt.bufCount(), s.opt.bufSize())
+	}
+	if !s.opt.BufInc || errors.Is(err, uring.ErrNoIncBuf) {
+		l.br, err = r.NewBufRing(bufGroup, s.opt.bufCount(), s.opt.bufSize())
+	}
+	if err != nil {
 		return err
 	}
 	if l.arena, err = uring.NewMsgArena(msgHeaders, maxSendIov); err != nil {
@@ -192,7 +198,8 @@ func (l *loop) setupRing() error {
 		l.notified.Store(true)
 	}
 	if l.id == 0 {
-		s.log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil)
+		s.log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil,
+			"buf_inc", l.br.Incremental(), "buf_size", l.br.Size())
 	}
 	return nil
 }
