@@ -42,11 +42,14 @@ func TestParseOptions(t *testing.T) {
 	if o, err := ParseOptions("no-defer-taskrun,defer-taskrun"); err != nil || o != (Options{}) {
 		t.Fatalf("no-defer-taskrun,defer-taskrun: %+v, %v (the last word wins)", o, err)
 	}
-	if o, err := ParseOptions("buf-inc,buf-size=65536,buf-count=256"); err != nil || o != (Options{BufInc: true, BufSize: 65536, BufCount: 256}) {
+	if o, err := ParseOptions("no-buf-inc,buf-size=65536,buf-count=256"); err != nil || o != (Options{NoBufInc: true, BufSize: 65536, BufCount: 256}) {
 		t.Fatalf("buffer options: %+v, %v", o, err)
 	}
-	if o := (Options{}); o.bufSize() != defaultBufSize || o.bufCount() != defaultBufCount {
-		t.Fatalf("default buffer ring %d x %d", o.bufCount(), o.bufSize())
+	if size, count := (Options{}).bufDims(true); size != incBufSize || count != incBufCount {
+		t.Fatalf("default incremental buffer ring %d x %d", count, size)
+	}
+	if size, count := (Options{BufCount: 64}).bufDims(false); size != defaultBufSize || count != 64 {
+		t.Fatalf("whole-buffer ring with 64 buffers: %d x %d", count, size)
 	}
 	for _, bad := range []string{"buf-count=1000", "buf-count=0", "buf-size=12", "buf-size=4k", "buf-size=", "turbo=3"} {
 		if _, err := ParseOptions(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
@@ -91,7 +94,7 @@ func TestFeaturesOff(t *testing.T) {
 	}
 	for _, opts := range []string{"", "defer-taskrun", "no-single-issuer", "no-defer-taskrun", "no-coop-taskrun", "no-submit-all", "no-sqarray", "no-registered-ring", "no-bundle", "no-msg-ring",
 		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring",
-		"buf-inc", "buf-inc,buf-size=65536,buf-count=256", "buf-inc,no-bundle,buf-size=4096,buf-count=64", "buf-size=16384,buf-count=1024"} {
+		"no-taskrun-flag", "no-buf-inc", "no-bundle,buf-size=4096,buf-count=64", "no-buf-inc,buf-size=16384,buf-count=1024"} {
 		t.Run(opts, func(t *testing.T) {
 			t.Setenv(OptionsEnv, opts)
 			eng, err := New(engine.Config{Loops: 2}, echo{})

@@ -43,14 +43,15 @@ type task struct {
 // Ring sizing. The completion queue is large because one armed multishot
 // receive per connection can each post a completion in the same enter;
 // the kernel keeps what overflows (IORING_FEAT_NODROP) but flushing it
-// costs. Buffers are a page each by default, as in the C peer; a bundle
-// receive takes several for a large read.
+// costs. The buffer ring's dimensions are Options.bufDims's.
 const (
 	sqEntries       = 1024
 	cqEntries       = 16384
 	cqeBatch        = 512
 	defaultBufCount = 4096
 	defaultBufSize  = 4096
+	incBufCount     = 256
+	incBufSize      = 64 << 10
 	bufGroup        = 0
 	msgHeaders      = 1024 // sendmsg headers: sends of a chain in flight at once
 	maxSendIov      = 64   // chunks one sendmsg takes
@@ -158,11 +159,16 @@ func (l *loop) setupRing() error {
 		return err
 	}
 	l.ring = r
-	if s.opt.BufInc {
-		l.br, err = r.NewIncBufRing(bufGroup, s.opt.bufCount(), s.opt.bufSize())
+	inc := !s.opt.NoBufInc
+	if inc {
+		size, count := s.opt.bufDims(true)
+		if l.br, err = r.NewIncBufRing(bufGroup, count, size); errors.Is(err, uring.ErrNoIncBuf) {
+			inc = false
+		}
 	}
-	if !s.opt.BufInc || errors.Is(err, uring.ErrNoIncBuf) {
-		l.br, err = r.NewBufRing(bufGroup, s.opt.bufCount(), s.opt.bufSize())
+	if !inc {
+		size, count := s.opt.bufDims(false)
+		l.br, err = r.NewBufRing(bufGroup, count, size)
 	}
 	if err != nil {
 		return err
@@ -275,7 +281,7 @@ func (l *loop) sqe() *uring.SQE {
 		if sqe := l.ring.NextSQE(); sqe != nil {
 			return sqe
 		}
-		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
+		if _, err := l.ring.Poll(); err != nil && !retryable(err) {
 			l.broken = true
 			l.s.fail(fmt.Errorf("io_uring submit: %w", err))
 			l.closeAll()
@@ -309,14 +315,10 @@ func (l *loop) run(ready chan<- error) {
 	}
 	for {
 		l.beforeEnter()
-		var wait uint32 = 1
-		if l.notified.Load() {
-			wait = 0
-		}
 		if l.broken {
 			l.inflight = 0 // the kernel's requests are lost with the ring
 			time.Sleep(time.Millisecond)
-		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
+		} else if err := l.enter(); err != nil && !retryable(err) {
 			l.broken = true
 			s.fail(err)
 			l.closeAll()
@@ -347,6 +349,22 @@ func (l *loop) run(ready chan<- error) {
 			return
 		}
 	}
+}
+
+// enter is the iteration's one io_uring_enter: it submits what the
+// iteration prepared and reaps. When something is known to be there (a
+// task queued, completions in the ring, or the kernel's IORING_SQ_TASKRUN
+// saying completion work is pending) it polls, a call that cannot sleep
+// and so skips the Go scheduler's bookkeeping; otherwise it waits for one
+// completion or the first timer. Under load, work arrives while the loop
+// runs its callbacks, and most iterations poll.
+func (l *loop) enter() error {
+	if l.notified.Load() || l.ring.Ready() > 0 || l.ring.TaskrunPending() {
+		_, err := l.ring.Poll()
+		return err
+	}
+	_, err := l.ring.SubmitAndWait(1, l.timeout())
+	return err
 }
 
 // quiet reports whether the kernel holds no more of this loop's requests

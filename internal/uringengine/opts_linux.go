@@ -26,19 +26,30 @@ type Options struct {
 	// NoMsgRing wakes loops through an eventfd read armed in the ring
 	// instead of MSG_RING (uring.WakeRing).
 	NoMsgRing bool
-	// BufInc consumes provided buffers incrementally (IOU_PBUF_RING_INC,
-	// Linux 6.12; ignored where the kernel lacks it): receives on every
+	// NoBufInc gives every receive whole buffers of its own instead of
+	// consuming them incrementally (IOU_PBUF_RING_INC, Linux 6.12, used
+	// where the kernel has it): incrementally, receives on every
 	// connection fill the head buffer one after another.
-	BufInc bool
+	NoBufInc bool
 	// BufSize and BufCount size each loop's provided-buffer ring; 0
-	// means the defaults (defaultBufSize, defaultBufCount). They are
-	// here to measure the trade between bytes per completion and memory.
+	// means the defaults, which depend on whether the ring is
+	// incremental (see bufDims). They are here to measure the trade
+	// between bytes per completion and memory.
 	BufSize, BufCount int
 }
 
-// bufSize and bufCount are the buffer ring's dimensions after defaults.
-func (o Options) bufSize() int  { return cmp.Or(o.BufSize, defaultBufSize) }
-func (o Options) bufCount() int { return cmp.Or(o.BufCount, defaultBufCount) }
+// bufDims is the buffer ring's size and count after defaults: 256
+// buffers of 64 KiB when consumed incrementally, so a 16 KiB read lands
+// in one piece and small messages from many connections pack into one
+// buffer; 4096 of 4 KiB otherwise, since each receive then takes a whole
+// buffer and 1000 connections can each complete one in the same wait.
+// Either way the ring is 16 MiB per loop.
+func (o Options) bufDims(inc bool) (size, count int) {
+	if inc {
+		return cmp.Or(o.BufSize, incBufSize), cmp.Or(o.BufCount, incBufCount)
+	}
+	return cmp.Or(o.BufSize, defaultBufSize), cmp.Or(o.BufCount, defaultBufCount)
+}
 
 // sizeOptions are the options that take a number, as name=N.
 var sizeOptions = []struct {
@@ -59,18 +70,18 @@ var optionNames = []struct {
 	{"no-defer-taskrun", func(o *Options) { o.Ring.NoDeferTaskrun = true }},
 	{"defer-taskrun", func(o *Options) { o.Ring.NoDeferTaskrun = false }},
 	{"no-coop-taskrun", func(o *Options) { o.Ring.NoCoopTaskrun = true }},
+	{"no-taskrun-flag", func(o *Options) { o.Ring.NoTaskrunFlag = true }},
 	{"no-submit-all", func(o *Options) { o.Ring.NoSubmitAll = true }},
 	{"no-sqarray", func(o *Options) { o.Ring.NoSQArray = true }},
 	{"no-registered-ring", func(o *Options) { o.Ring.NoRegisteredRing = true }},
 	{"no-bundle", func(o *Options) { o.NoBundle = true }},
 	{"no-msg-ring", func(o *Options) { o.NoMsgRing = true }},
-	{"buf-inc", func(o *Options) { o.BufInc = true }},
+	{"no-buf-inc", func(o *Options) { o.NoBufInc = true }},
 }
 
 // ParseOptions reads a comma-separated list of features to turn off:
-// no-single-issuer, no-defer-taskrun, no-coop-taskrun, no-submit-all,
-// no-sqarray, no-registered-ring, no-bundle, no-msg-ring; turns
-// incremental buffer consumption on with buf-inc; and sizes the
+// no-single-issuer, no-defer-taskrun, no-coop-taskrun, no-taskrun-flag, no-submit-all,
+// no-sqarray, no-registered-ring, no-bundle, no-msg-ring, no-buf-inc; and sizes the
 // buffer ring with buf-size=BYTES and buf-count=N (a power of two). Every feature
 // is on by default where the kernel has it; "defer-taskrun" is accepted
 // (it names the default) so that scripts written while DEFER_TASKRUN was

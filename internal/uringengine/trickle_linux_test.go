@@ -28,7 +28,7 @@ func TestTrickle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, opts := range []string{"", "no-defer-taskrun", "no-msg-ring", "buf-inc"} {
+	for _, opts := range []string{"", "no-defer-taskrun", "no-msg-ring", "no-buf-inc", "no-taskrun-flag"} {
 		for _, v := range []struct {
 			name  string
 			frame int
