@@ -36,16 +36,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
 	"switchboard/internal/poller"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/tlsloop"
@@ -64,38 +61,16 @@ const (
 )
 
 type server struct {
+	loopconn.Server[connIO]
 	backend string
-	cfg     engine.Config
-	h       engine.Handler
-	log     *slog.Logger
-	stats   *engine.Stats
-	epoch   time.Time // the loops' clock counts nanoseconds from here
+	tls     *tlsloop.Config // nil without TLS
 
-	// Hot configuration, copied out of cfg so the loops do not chase it.
-	codec      framing.Codec
-	reply      framing.Codec // frames Writes: Config.ReplyCodec
-	overhead   int           // reply's
-	maxPending int
-	lowWater   int
-	writeLimit int
-	idle       int64 // ns, 0 = off
-	writeTO    int64 // ns, 0 = off
-	headerWait int64 // ns: engine.Config.ProxyHeaderTimeout
-	frameTO    int64 // ns, 0 = off
-
-	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
-	tls   *tlsloop.Config     // nil without TLS
-
-	nconns atomic.Int64 // open connections, for MaxConns
-
-	mu       sync.Mutex
-	state    serverState
-	loops    []*loop
-	lns      []net.Listener
-	local    bool          // every loop has a listener: keep what it accepts
-	deadline int64         // Shutdown's deadline on the loop clock, 0 = none
-	done     chan struct{} // closed when Serve's loops have all returned
-	fatal    error         // why a loop failed, if one did
+	// Under Mu.
+	state serverState
+	loops []*loop
+	lns   []net.Listener
+	done  chan struct{} // closed when Serve's loops have all returned
+	fatal error         // why a loop failed, if one did
 }
 
 // New returns an engine running h on the named poller backend ("select",
@@ -107,33 +82,14 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		return nil, err
 	}
 	p.Close()
-	cfg.Normalize()
-	s := &server{
-		backend:    backend,
-		cfg:        cfg,
-		h:          h,
-		log:        cfg.Logger,
-		stats:      cfg.Stats,
-		epoch:      time.Now(),
-		codec:      cfg.Codec,
-		reply:      cfg.ReplyCodec,
-		overhead:   cfg.ReplyCodec.Overhead(),
-		maxPending: cfg.MaxPending,
-		lowWater:   cfg.LowWater(),
-		writeLimit: cfg.WriteLimit(),
-		idle:       int64(max(cfg.IdleTimeout, 0)),
-		writeTO:    int64(max(cfg.WriteTimeout, 0)),
-		headerWait: int64(cfg.ProxyHeaderTimeout()),
-		frameTO:    int64(max(cfg.FrameTimeout, 0)),
-		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
-		done:       make(chan struct{}),
-	}
-	if cfg.TLS != nil {
-		lim, err := tlsloop.NewLimiter(cfg.MaxHandshakes)
+	s := &server{backend: backend, done: make(chan struct{})}
+	s.Init(cfg, h)
+	if s.Cfg.TLS != nil {
+		lim, err := tlsloop.NewLimiter(s.Cfg.MaxHandshakes)
 		if err != nil {
 			return nil, err
 		}
-		s.tls = &tlsloop.Config{TLS: cfg.TLS, HandshakeTimeout: cfg.HandshakeTimeout, Limiter: lim}
+		s.tls = &tlsloop.Config{TLS: s.Cfg.TLS, HandshakeTimeout: s.Cfg.HandshakeTimeout, Limiter: lim}
 	}
 	return s, nil
 }
@@ -149,9 +105,9 @@ func Constructor(backend string) engine.Constructor {
 // LoopIterations reads each loop's histogram of iteration times, in loop
 // order; nil before Serve.
 func (s *server) LoopIterations() []engine.HistogramSnapshot {
-	s.mu.Lock()
+	s.Mu.Lock()
 	loops := s.loops
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	out := make([]engine.HistogramSnapshot, len(loops))
 	for i, l := range loops {
 		out[i] = l.iter.Snapshot()
@@ -159,16 +115,13 @@ func (s *server) LoopIterations() []engine.HistogramSnapshot {
 	return out
 }
 
-// clock reads the loops' monotonic clock.
-func (s *server) clock() int64 { return int64(time.Since(s.epoch)) }
-
 // Serve starts the loops, gives them the listeners and blocks until they
 // have all stopped.
 func (s *server) Serve(lns ...net.Listener) error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	if s.state != serverNew {
 		serving := s.state == serverServing
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		if serving {
 			return errors.New("switchboard: engine already serving")
 		}
@@ -179,12 +132,12 @@ func (s *server) Serve(lns ...net.Listener) error {
 	if err != nil {
 		s.state = serverClosed
 		close(s.done)
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		closeAll(lns)
 		return err
 	}
 	s.loops, s.lns, s.state = loops, lns, serverServing
-	s.mu.Unlock()
+	s.Mu.Unlock()
 
 	var wg sync.WaitGroup
 	for _, l := range loops {
@@ -192,10 +145,10 @@ func (s *server) Serve(lns ...net.Listener) error {
 	}
 	wg.Wait()
 	closeAll(lns)
-	s.mu.Lock()
+	s.Mu.Lock()
 	s.state = serverClosed
 	err = s.fatal
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	close(s.done)
 	if err != nil {
 		return err
@@ -204,12 +157,12 @@ func (s *server) Serve(lns ...net.Listener) error {
 }
 
 // setup builds the loops and gives listener i to loop i mod N. It runs
-// under s.mu.
+// under s.Mu.
 func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 	if len(lns) == 0 {
 		return nil, errors.New("switchboard: Serve needs a listener")
 	}
-	loops := make([]*loop, s.cfg.Loops)
+	loops := make([]*loop, s.Cfg.Loops)
 	fail := func(err error) ([]*loop, error) {
 		for _, l := range loops {
 			if l != nil {
@@ -240,7 +193,11 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 			l.spare = sockfd.OpenSpare()
 		}
 	}
-	s.local = len(lns) >= len(loops)
+	cores := make([]*loopconn.Loop[connIO], len(loops))
+	for i, l := range loops {
+		cores[i] = &l.Loop
+	}
+	s.SetLoops(cores, len(lns) >= len(loops))
 	return loops, nil
 }
 
@@ -254,29 +211,29 @@ func closeAll(lns []net.Listener) {
 // flush, send FIN, and close each connection when the peer answers with
 // its own (or after engine.LingerWait). At ctx's end whatever is left is closed.
 func (s *server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	switch s.state {
 	case serverNew:
 		s.state = serverClosed
 		close(s.done)
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		return nil
 	case serverServing:
 		s.state = serverDraining
 		if d, ok := ctx.Deadline(); ok {
-			s.deadline = max(int64(time.Until(d))+s.clock(), 1)
+			s.SetDeadline(d)
 		}
-		s.broadcast(taskDrain)
+		s.broadcast(loopconn.TaskDrain)
 		closeAll(s.lns)
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		s.broadcast(taskClose)
-		s.mu.Unlock()
+		s.Mu.Lock()
+		s.broadcast(loopconn.TaskClose)
+		s.Mu.Unlock()
 		<-s.done
 		return ctx.Err()
 	}
@@ -284,17 +241,17 @@ func (s *server) Shutdown(ctx context.Context) error {
 
 // Close closes the listeners and every connection now.
 func (s *server) Close() error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	switch s.state {
 	case serverNew:
 		s.state = serverClosed
 		close(s.done)
 	case serverServing, serverDraining:
 		s.state = serverDraining
-		s.broadcast(taskClose)
+		s.broadcast(loopconn.TaskClose)
 		closeAll(s.lns)
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	<-s.done
 	return nil
 }
@@ -302,19 +259,19 @@ func (s *server) Close() error {
 // fail records a loop's fatal error and takes the whole server down, so
 // Serve returns it instead of serving on fewer loops.
 func (s *server) fail(err error) {
-	s.mu.Lock()
+	s.Mu.Lock()
 	if s.fatal == nil {
 		s.fatal = err
 	}
-	s.broadcast(taskClose)
-	s.mu.Unlock()
-	s.log.Error("event loop failed", "model", s.backend, "err", err)
+	s.broadcast(loopconn.TaskClose)
+	s.Mu.Unlock()
+	s.Log.Error("event loop failed", "model", s.backend, "err", err)
 }
 
-// broadcast posts a task to every loop. Under s.mu.
-func (s *server) broadcast(kind taskKind) {
+// broadcast posts a task to every loop. Under s.Mu.
+func (s *server) broadcast(kind loopconn.TaskKind) {
 	for _, l := range s.loops {
-		l.post(task{kind: kind})
+		l.post(task{Kind: kind})
 	}
 }
 

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
-	"time"
 
-	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/uring"
 )
@@ -25,37 +22,16 @@ const (
 )
 
 type server struct {
-	cfg   engine.Config
+	loopconn.Server[connIO]
 	opt   Options
 	probe *uring.Probe
-	h     engine.Handler
-	log   *slog.Logger
-	stats *engine.Stats
-	epoch time.Time // the loops' clock counts nanoseconds from here
 
-	// Hot configuration, copied out of cfg so the loops do not chase it.
-	codec      framing.Codec
-	reply      framing.Codec // frames Writes: Config.ReplyCodec
-	overhead   int           // reply's
-	maxPending int
-	lowWater   int
-	writeLimit int
-	idle       int64 // ns, 0 = off
-	writeTO    int64 // ns, 0 = off
-	frameTO    int64 // ns, 0 = off
-
-	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
-
-	nconns atomic.Int64 // open connections, for MaxConns
-
-	mu       sync.Mutex
-	state    int
-	loops    []*loop
-	lns      []net.Listener
-	local    bool          // every loop has a listener: keep what it accepts
-	deadline int64         // Shutdown's deadline on the loop clock, 0 = none
-	done     chan struct{} // closed when Serve's loops have all returned
-	fatal    error         // why a loop failed, if one did
+	// Under Mu.
+	state int
+	loops []*loop
+	lns   []net.Listener
+	done  chan struct{} // closed when Serve's loops have all returned
+	fatal error         // why a loop failed, if one did
 }
 
 // New returns an io_uring engine running h. Where io_uring cannot be used
@@ -67,27 +43,8 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Normalize()
-	s := &server{
-		cfg:        cfg,
-		opt:        opt,
-		probe:      probe,
-		h:          h,
-		log:        cfg.Logger,
-		stats:      cfg.Stats,
-		epoch:      time.Now(),
-		codec:      cfg.Codec,
-		reply:      cfg.ReplyCodec,
-		overhead:   cfg.ReplyCodec.Overhead(),
-		maxPending: cfg.MaxPending,
-		lowWater:   cfg.LowWater(),
-		writeLimit: cfg.WriteLimit(),
-		idle:       int64(max(cfg.IdleTimeout, 0)),
-		writeTO:    int64(max(cfg.WriteTimeout, 0)),
-		frameTO:    int64(max(cfg.FrameTimeout, 0)),
-		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
-		done:       make(chan struct{}),
-	}
+	s := &server{opt: opt, probe: probe, done: make(chan struct{})}
+	s.Init(cfg, h)
 	return s, nil
 }
 
@@ -111,17 +68,14 @@ func check() (*uring.Probe, Options, error) {
 	return probe, opt, nil
 }
 
-// clock reads the loops' monotonic clock.
-func (s *server) clock() int64 { return int64(time.Since(s.epoch)) }
-
 // Serve starts the loops, each of which sets up its ring on its own
 // locked thread, gives them the listeners, and blocks until they have all
 // stopped. A loop that cannot set up its ring fails Serve with the reason.
 func (s *server) Serve(lns ...net.Listener) error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	if s.state != stateNew {
 		serving := s.state == stateServing
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		if serving {
 			return errors.New("switchboard: engine already serving")
 		}
@@ -132,12 +86,12 @@ func (s *server) Serve(lns ...net.Listener) error {
 	if err != nil {
 		s.state = stateClosed
 		close(s.done)
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		closeAll(lns)
 		return err
 	}
 	s.loops, s.lns, s.state = loops, lns, stateServing
-	s.mu.Unlock()
+	s.Mu.Unlock()
 
 	var wg sync.WaitGroup
 	ready := make(chan error, len(loops))
@@ -153,10 +107,10 @@ func (s *server) Serve(lns ...net.Listener) error {
 	}
 	wg.Wait()
 	closeAll(lns)
-	s.mu.Lock()
+	s.Mu.Lock()
 	s.state = stateClosed
 	err = s.fatal
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	close(s.done)
 	if err != nil {
 		return err
@@ -165,12 +119,12 @@ func (s *server) Serve(lns ...net.Listener) error {
 }
 
 // setup builds the loops and gives listener i to loop i mod N. The rings
-// are made later, by each loop on its own thread. It runs under s.mu.
+// are made later, by each loop on its own thread. It runs under s.Mu.
 func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 	if len(lns) == 0 {
 		return nil, errors.New("switchboard: Serve needs a listener")
 	}
-	loops := make([]*loop, s.cfg.Loops)
+	loops := make([]*loop, s.Cfg.Loops)
 	for i := range loops {
 		loops[i] = newLoop(s, i)
 	}
@@ -185,7 +139,11 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 		}
 		l.lns = append(l.lns, &listener{Listener: *li, idx: len(l.lns)})
 	}
-	s.local = len(lns) >= len(loops)
+	cores := make([]*loopconn.Loop[connIO], len(loops))
+	for i, l := range loops {
+		cores[i] = &l.Loop
+	}
+	s.SetLoops(cores, len(lns) >= len(loops))
 	return loops, nil
 }
 
@@ -200,29 +158,29 @@ func closeAll(lns []net.Listener) {
 // its own (or after engine.LingerWait). At ctx's end whatever is left is
 // closed.
 func (s *server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	switch s.state {
 	case stateNew:
 		s.state = stateClosed
 		close(s.done)
-		s.mu.Unlock()
+		s.Mu.Unlock()
 		return nil
 	case stateServing:
 		s.state = stateDraining
 		if d, ok := ctx.Deadline(); ok {
-			s.deadline = max(int64(time.Until(d))+s.clock(), 1)
+			s.SetDeadline(d)
 		}
-		s.broadcast(taskDrain)
+		s.broadcast(loopconn.TaskDrain)
 		closeAll(s.lns)
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		s.broadcast(taskClose)
-		s.mu.Unlock()
+		s.Mu.Lock()
+		s.broadcast(loopconn.TaskClose)
+		s.Mu.Unlock()
 		<-s.done
 		return ctx.Err()
 	}
@@ -230,17 +188,17 @@ func (s *server) Shutdown(ctx context.Context) error {
 
 // Close closes the listeners and every connection now.
 func (s *server) Close() error {
-	s.mu.Lock()
+	s.Mu.Lock()
 	switch s.state {
 	case stateNew:
 		s.state = stateClosed
 		close(s.done)
 	case stateServing, stateDraining:
 		s.state = stateDraining
-		s.broadcast(taskClose)
+		s.broadcast(loopconn.TaskClose)
 		closeAll(s.lns)
 	}
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	<-s.done
 	return nil
 }
@@ -248,18 +206,18 @@ func (s *server) Close() error {
 // fail records a loop's fatal error and takes the whole server down, so
 // Serve returns it instead of serving on fewer loops.
 func (s *server) fail(err error) {
-	s.mu.Lock()
+	s.Mu.Lock()
 	if s.fatal == nil {
 		s.fatal = err
-		s.log.Error("event loop failed", "model", "uring", "err", err)
+		s.Log.Error("event loop failed", "model", "uring", "err", err)
 	}
-	s.broadcast(taskClose)
-	s.mu.Unlock()
+	s.broadcast(loopconn.TaskClose)
+	s.Mu.Unlock()
 }
 
-// broadcast posts a task to every loop. Under s.mu.
-func (s *server) broadcast(kind taskKind) {
+// broadcast posts a task to every loop. Under s.Mu.
+func (s *server) broadcast(kind loopconn.TaskKind) {
 	for _, l := range s.loops {
-		l.post(task{kind: kind})
+		l.Post(task{Kind: kind})
 	}
 }
