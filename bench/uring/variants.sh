@@ -21,6 +21,7 @@ shift $(( $# < 4 ? $# : 4 ))
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=(uring epoll)
 IFS=x read -r conns size pipeline <<<"$cell"
+. "$(dirname "$0")/serve.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -29,15 +30,7 @@ for round in $(seq "$rounds"); do
 		s=${servers[$i]}
 		port=$(( 20000 + RANDOM % 20000 ))
 		rm -f "$tmp/r.json"
-		case $s in
-		uring:*) SWITCHBOARD_URING_OPTS=${s#uring:} taskset -c 0 "$sb" serve --model uring --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
-		*) taskset -c 0 "$sb" serve --model "$s" --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
-		esac
-		pid=$!
-		for _ in $(seq 100); do
-			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-			sleep 0.05
-		done
+		start_server "$sb" "$s" "$port" "$tmp/err"
 		taskset -c 1 "$sb" bench --connect "127.0.0.1:$port" --conns "$conns" --size "$size" --pipeline "$pipeline" \
 			--duration "$duration" --warmup 1s --server-pid "$pid" --cpu-load none --json "$tmp/r.json" >/dev/null 2>"$tmp/bench.err" || true
 		if ! kill "$pid" 2>/dev/null; then

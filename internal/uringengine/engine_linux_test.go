@@ -97,18 +97,9 @@ func TestFeaturesOff(t *testing.T) {
 		"no-taskrun-flag", "no-buf-inc", "no-bundle,buf-size=4096,buf-count=64", "no-buf-inc,buf-size=16384,buf-count=1024"} {
 		t.Run(opts, func(t *testing.T) {
 			t.Setenv(OptionsEnv, opts)
-			eng, err := New(engine.Config{Loops: 2}, echo{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- eng.Serve(ln) }()
+			addr := serveTest(t, engine.Config{Loops: 2})
 			for i := range 4 {
-				c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -121,16 +112,35 @@ func TestFeaturesOff(t *testing.T) {
 				}
 				c.Close()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := eng.Shutdown(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
-				t.Fatalf("Serve = %v", err)
-			}
 		})
 	}
+}
+
+// serveTest serves echo with cfg on 127.0.0.1 until the test ends, then
+// checks that Shutdown drains and Serve returns ErrServerClosed.
+func serveTest(t *testing.T, cfg engine.Config) string {
+	t.Helper()
+	eng, err := New(cfg, echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- eng.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // TestRefusal: New says why io_uring cannot be used, as one line.

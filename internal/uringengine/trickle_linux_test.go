@@ -1,8 +1,6 @@
 package uringengine
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -46,29 +44,10 @@ func TestTrickle(t *testing.T) {
 }
 
 func trickleOnce(t *testing.T, cfg engine.Config, frame int) {
-	eng, err := New(cfg, echo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- eng.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := eng.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
-			t.Errorf("Serve = %v", err)
-		}
-	}()
+	addr := serveTest(t, cfg)
 	errs := make(chan error, 4)
 	for range cap(errs) {
-		go func() { errs <- trickleConn(t, ln.Addr().String(), frame) }()
+		go func() { errs <- trickleConn(t, addr, frame) }()
 	}
 	for range cap(errs) {
 		if err := <-errs; err != nil {
