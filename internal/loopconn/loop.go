@@ -367,8 +367,8 @@ func (l *Loop[IO]) Warnf(msg string, args ...any) {
 // SplitOf is the frame loop c decodes with: the loop's, unless the
 // handler switched codecs.
 func (l *Loop[IO]) SplitOf(c *Conn[IO]) *framing.Splitter {
-	if c.split != nil {
-		return c.split
+	if c.Flags&flagSplit != 0 {
+		return c.rare.split
 	}
 	return l.Split
 }
