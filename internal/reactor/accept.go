@@ -118,7 +118,14 @@ func (l *loop) newConn(fd int, sa unix.Sockaddr, li *listener) {
 		return
 	}
 	if !t.post(task{kind: taskAdopt, c: c}) {
-		l.refuse(c, "server closing")
+		// t has drained and stopped since place chose it, while this
+		// loop, not yet told to drain, still accepts: it takes c itself
+		// (served, or drained if it is draining by now). A reset here
+		// would lose a request the client may have sent already.
+		t.load.Add(-1)
+		l.load.Add(1)
+		c.l = l
+		l.adopt(c)
 	}
 }
 

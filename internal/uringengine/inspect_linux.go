@@ -48,3 +48,37 @@ func Serving(e engine.Engine) bool {
 	}
 	return true
 }
+
+// DrainLoop starts a drain on loop i of e alone, as Shutdown does on
+// every loop, and reports whether e is one of this engine's with such a
+// loop; LoopStopped reports whether that loop has ended since. Tests use
+// them to stop one loop while another still accepts, the moment an
+// upgrade's Shutdown catches a multi-loop server in.
+func DrainLoop(e engine.Engine, i int) bool {
+	l := loopOfServer(e, i)
+	return l != nil && l.post(task{kind: taskDrain})
+}
+
+// LoopStopped: see DrainLoop.
+func LoopStopped(e engine.Engine, i int) bool {
+	l := loopOfServer(e, i)
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+func loopOfServer(e engine.Engine, i int) *loop {
+	s, ok := e.(*server)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < 0 || i >= len(s.loops) {
+		return nil
+	}
+	return s.loops[i]
+}
