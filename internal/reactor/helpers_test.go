@@ -16,6 +16,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
 )
 
 func TestMain(m *testing.M) {
@@ -97,11 +98,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 	go func() { ts.served <- eng.Serve(ln) }()
 	t.Cleanup(func() { ts.stop(t) })
 	if s, ok := eng.(*server); ok {
-		waitFor(t, 5*time.Second, "Serve to start", func() bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.state != serverNew
-		})
+		waitFor(t, 5*time.Second, "Serve to start", s.Started)
 	} else if x := otherEngines[backend]; x.serving != nil {
 		waitFor(t, 5*time.Second, "Serve to start", func() bool { return x.serving(eng) })
 	}
@@ -144,7 +141,7 @@ func models() []string {
 // loopOf says which loop serves c, on any engine.
 func loopOf(c engine.Conn) int {
 	if rc, ok := c.(*conn); ok {
-		return rc.l.id
+		return rc.L.ID
 	}
 	for _, x := range otherEngines {
 		if id := x.loopOf(c); id >= 0 {
@@ -157,9 +154,9 @@ func loopOf(c engine.Conn) int {
 // pendingBytes reads a connection's queued output the way its loop does.
 func pendingBytes(c engine.Conn) int {
 	if rc, ok := c.(*conn); ok {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return rc.out.Len()
+		rc.Mu.Lock()
+		defer rc.Mu.Unlock()
+		return rc.Out.Len()
 	}
 	for _, x := range otherEngines {
 		if n := x.pending(c); n >= 0 {
@@ -175,15 +172,11 @@ func drainLoop(t testing.TB, eng engine.Engine, backend string, i int) {
 	t.Helper()
 	var drain, stopped func(engine.Engine, int) bool
 	if s, ok := eng.(*server); ok {
-		s.mu.Lock()
+		s.Mu.Lock()
 		l := s.loops[i]
-		s.mu.Unlock()
-		drain = func(engine.Engine, int) bool { return l.post(task{kind: taskDrain}) }
-		stopped = func(engine.Engine, int) bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return l.stopped
-		}
+		s.Mu.Unlock()
+		drain = func(engine.Engine, int) bool { return l.Post(loopconn.Task[connIO]{Kind: loopconn.TaskDrain}) }
+		stopped = func(engine.Engine, int) bool { return l.Stopped() }
 	} else if x := otherEngines[backend]; x.drain != nil {
 		drain, stopped = x.drain, x.stopped
 	}

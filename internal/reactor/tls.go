@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/loopconn"
 	"switchboard/internal/outbox"
 	"switchboard/internal/rawio"
 	"switchboard/internal/tlsloop"
@@ -42,7 +43,7 @@ import (
 type tlsConn struct {
 	c   *conn
 	tc  *tlsloop.Conn
-	out outbox.Outbox // ciphertext, under c.mu like c.out
+	out outbox.Outbox // ciphertext, under c.mu like c.Out
 	// herr is the handshake's result, written by the handshake goroutine
 	// before it posts taskTLSDone (the queue's lock orders the two).
 	herr  error
@@ -73,21 +74,21 @@ const (
 
 // Output and HandshakeDone are tlsloop.Events, called on the handshake's
 // goroutines; they post to the loop and return.
-func (t *tlsConn) Output() { t.c.l.post(task{kind: taskTLSOutput, c: t.c}) }
+func (t *tlsConn) Output() { t.c.L.Post(task{Kind: taskTLSOutput, C: t.c}) }
 
 func (t *tlsConn) HandshakeDone(err error) {
 	t.herr = err
-	t.c.l.post(task{kind: taskTLSDone, c: t.c})
+	t.c.L.Post(task{Kind: taskTLSDone, C: t.c})
 }
 
-// startTLS begins c's handshake: at accept, or once its PROXY header is
+// StartTLS begins c's handshake: at accept, or once its PROXY header is
 // parsed, when rest is what followed the header.
-func (l *loop) startTLS(c *conn, rest []byte) {
+func (l *loop) StartTLS(c *conn, rest []byte) {
 	t := &tlsConn{c: c}
 	t.tc = tlsloop.Server(l.s.tls, t)
-	c.tls = t
-	c.state = connstate.Header
-	l.disarm(c, timerIdle) // the handshake timeout is tlsloop's
+	c.IO.tls = t
+	c.State = connstate.Header
+	l.Disarm(c, loopconn.TimerIdle) // the handshake timeout is tlsloop's
 	t.tc.Start()
 	if len(rest) > 0 {
 		t.tc.Feed(rest)
@@ -96,35 +97,35 @@ func (l *loop) startTLS(c *conn, rest []byte) {
 
 // readableTLS is readable for a TLS connection.
 func (l *loop) readableTLS(c *conn) {
-	t := c.tls
-	n, err := rawio.Read(int(c.fd), l.buf)
+	t := c.IO.tls
+	n, err := rawio.Read(int(c.Fd), l.buf)
 	switch {
 	case n > 0:
-		l.bytesIn += int64(n)
-		c.lastRead = l.now
-		if l.draining {
+		l.BytesIn += int64(n)
+		c.LastRead = l.Now
+		if l.Draining {
 			return // input after Shutdown is read and dropped
 		}
 		t.tc.Feed(l.buf[:n])
 		if t.ready {
 			l.inputTLS(c, n)
 		} else if t.tc.Buffered() > maxHandshakeInput {
-			l.interest(c, false, c.flags&connWriteOn != 0)
+			l.interest(c, false, c.Flags&connWriteOn != 0)
 		}
 	case n == 0 && err == nil:
 		t.tc.FeedEOF()
 		switch {
-		case l.draining:
-			l.closeConn(c, nil)
+		case l.Draining:
+			l.Close(c, nil)
 		case t.ready:
 			l.inputTLS(c, 0)
 		default:
 			// The handshake fails on the EOF with its own reason.
-			l.interest(c, false, c.flags&connWriteOn != 0)
+			l.interest(c, false, c.Flags&connWriteOn != 0)
 		}
 	case err == unix.EAGAIN || err == unix.EINTR:
 	default:
-		l.closeConn(c, os.NewSyscallError("read", err))
+		l.Close(c, os.NewSyscallError("read", err))
 	}
 }
 
@@ -132,17 +133,17 @@ func (l *loop) readableTLS(c *conn) {
 // flushes the replies. The peer's close_notify (or its FIN at a record
 // boundary) is the end of the stream, as a FIN is without TLS.
 func (l *loop) inputTLS(c *conn, n int) {
-	t := c.tls
-	c.mu.Lock()
-	c.sched = true
-	c.st.BytesIn += int64(n)
-	c.mu.Unlock()
+	t := c.IO.tls
+	c.BeginCallbacks()
+	c.Mu.Lock()
+	c.St.BytesIn += int64(n)
+	c.Mu.Unlock()
 	delivered := 0
 	for {
-		held := c.in.Buffered() > 0
+		held := c.In.Buffered() > 0
 		dst := l.buf
 		if held {
-			dst = c.in.Room(l.splitOf(c))
+			dst = c.In.Room(l.SplitOf(c))
 		}
 		k, err := 0, error(nil)
 		for k < len(dst) && err == nil {
@@ -151,21 +152,21 @@ func (l *loop) inputTLS(c *conn, n int) {
 			k += m
 		}
 		if held {
-			c.in.Commit(k)
+			c.In.Commit(k)
 		} else {
-			c.in.Feed(l.splitOf(c), dst[:k])
+			c.In.Feed(l.SplitOf(c), dst[:k])
 		}
-		n, ferr := l.dispatch(c, false)
+		n, ferr := l.Dispatch(c, false)
 		delivered += n
 		if ferr != nil {
-			l.closeConn(c, ferr)
+			l.Close(c, ferr)
 			return
 		}
-		c.in.Done(l.splitOf(c))
-		if c.state == connstate.Closed {
+		c.In.Done(l.SplitOf(c))
+		if c.State == connstate.Closed {
 			return
 		}
-		if c.req.Load()&(reqClose|reqSlow) != 0 || err == tlsloop.ErrWouldBlock {
+		if c.Closing() || err == tlsloop.ErrWouldBlock {
 			break
 		}
 		if err == io.EOF {
@@ -173,41 +174,35 @@ func (l *loop) inputTLS(c *conn, n int) {
 			return
 		}
 		if err != nil {
-			l.closeConn(c, err)
+			l.Close(c, err)
 			return
 		}
 	}
-	if l.s.frameTO > 0 {
-		l.frameCheck(c, delivered > 0)
-	}
-	l.afterDispatch(c, int64(delivered))
+	l.FrameCheck(c, delivered > 0)
+	l.Flush(c, int64(delivered))
 }
 
 // handshakeDone is taskTLSDone on the loop: open c, or close it with the
 // handshake's reason after sending what explains it (an alert).
 func (l *loop) handshakeDone(c *conn) {
-	if c.state == connstate.Closed {
+	if c.State == connstate.Closed {
 		return
 	}
-	t := c.tls
+	t := c.IO.tls
 	if t.herr != nil {
-		c.mu.Lock()
+		c.Mu.Lock()
 		l.flushLocked(c)
-		c.mu.Unlock()
-		l.closeConn(c, t.herr)
+		c.Mu.Unlock()
+		l.Close(c, t.herr)
 		return
 	}
 	s := l.s
 	t.ready = true
-	s.stats.Handshakes.Add(1)
-	c.lastRead = l.now
-	if idle := c.idle.Load(); idle > 0 {
-		l.arm(c, timerIdle, l.now+idle)
-	}
-	c.mu.Lock()
-	c.sched = true
-	c.mu.Unlock()
-	if !l.open(c) {
+	s.Stats.Handshakes.Add(1)
+	c.LastRead = l.Now
+	l.ArmIdle(c)
+	c.BeginCallbacks()
+	if !l.Open(c) {
 		return // OnOpen panicked; c is closed
 	}
 	// Records that arrived with the client's last flight are decrypted
@@ -217,32 +212,32 @@ func (l *loop) handshakeDone(c *conn) {
 
 // handshakeOutput is taskTLSOutput: send the flight the handshake wrote.
 func (l *loop) handshakeOutput(c *conn) {
-	if c.state == connstate.Closed {
+	if c.State == connstate.Closed {
 		return
 	}
-	c.mu.Lock()
+	c.Mu.Lock()
 	l.flushUnlock(c)
 }
 
 // sealLocked moves c's plaintext into ciphertext and returns the outbox
 // to write from. c.mu is held.
 func (l *loop) sealLocked(c *conn) (*outbox.Outbox, error) {
-	t := c.tls
+	t := c.IO.tls
 	t.takeOutput()
 	if !t.ready {
 		return &t.out, nil
 	}
-	for c.out.Len() > 0 && t.out.Len() < sealAhead {
-		b, _ := c.out.Head()
+	for c.Out.Len() > 0 && t.out.Len() < sealAhead {
+		b, _ := c.Out.Head()
 		b = b[:min(len(b), sealPiece)]
 		dst, err := t.tc.Seal(t.out.Reserve(len(b)+sealSlack), b)
 		t.out.Commit(dst)
 		if err != nil {
 			return &t.out, err
 		}
-		c.out.Consume(len(b))
+		c.Out.Consume(len(b))
 	}
-	if c.out.Len() == 0 && c.state == connstate.ShuttingWrite && !t.notify {
+	if c.Out.Len() == 0 && c.State == connstate.ShuttingWrite && !t.notify {
 		t.notify = true
 		t.tc.CloseWrite()
 		t.takeOutput()
@@ -261,7 +256,7 @@ func (l *loop) flushTLSLocked(c *conn) error {
 		if err := l.writeLocked(c, o); err != nil {
 			return err
 		}
-		if o.Len() > 0 || c.out.Len() == 0 || !c.tls.ready {
+		if o.Len() > 0 || c.Out.Len() == 0 || !c.IO.tls.ready {
 			return nil
 		}
 	}
@@ -288,20 +283,23 @@ func (t *tlsConn) pending(plain int) int {
 // closeTLS ends c's TLS state as c closes, sending close_notify when the
 // stream is at a record boundary. c.mu is held.
 func (l *loop) closeTLS(c *conn) {
-	t := c.tls
+	t := c.IO.tls
 	clean := t.ready && t.out.Len() == 0
 	t.tc.Close()
 	if b := t.tc.Output(nil); clean && len(b) > 0 {
-		rawio.Write(int(c.fd), b) // best effort: the socket closes next
+		rawio.Write(int(c.Fd), b) // best effort: the socket closes next
 	}
 	t.out.Release()
 }
 
-// ConnectionState returns the negotiated TLS parameters; ok is false for
-// a connection without TLS, or before its handshake.
-func (c *conn) ConnectionState() (tls.ConnectionState, bool) {
-	if c.tls == nil {
+// ConnectionState is the TLSEngine hook behind conn.ConnectionState.
+func (l *loop) ConnectionState(c *conn) (tls.ConnectionState, bool) {
+	if c.IO.tls == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.tls.tc.ConnectionState()
+	return c.IO.tls.tc.ConnectionState()
 }
+
+// HandshakePending reports whether c is a TLS connection still in its
+// handshake, which a drain closes at once.
+func (l *loop) HandshakePending(c *conn) bool { return c.IO.tls != nil && !c.IO.tls.ready }

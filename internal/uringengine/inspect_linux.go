@@ -1,13 +1,16 @@
 package uringengine
 
-import "switchboard/internal/engine"
+import (
+	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
+)
 
 // LoopOf returns the index of the loop serving c, or -1 if c is not one
 // of this engine's connections; for tests and diagnostics that check
 // how connections spread over loops.
 func LoopOf(c engine.Conn) int {
 	if uc, ok := c.(*conn); ok {
-		return uc.l.id
+		return uc.L.ID
 	}
 	return -1
 }
@@ -19,9 +22,9 @@ func Pending(c engine.Conn) int {
 	if !ok {
 		return -1
 	}
-	uc.mu.Lock()
-	defer uc.mu.Unlock()
-	return uc.out.Len()
+	uc.Mu.Lock()
+	defer uc.Mu.Unlock()
+	return uc.Out.Len()
 }
 
 // Serving reports whether e, one of this engine's, has every loop's ring
@@ -32,17 +35,14 @@ func Serving(e engine.Engine) bool {
 	if !ok {
 		return false
 	}
-	s.mu.Lock()
+	s.Mu.Lock()
 	loops := s.loops
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	if loops == nil {
 		return false
 	}
 	for _, l := range loops {
-		l.mu.Lock()
-		started := l.started || l.stopped
-		l.mu.Unlock()
-		if !started {
+		if !l.Started() {
 			return false
 		}
 	}
@@ -56,18 +56,13 @@ func Serving(e engine.Engine) bool {
 // upgrade's Shutdown catches a multi-loop server in.
 func DrainLoop(e engine.Engine, i int) bool {
 	l := loopOfServer(e, i)
-	return l != nil && l.post(task{kind: taskDrain})
+	return l != nil && l.Post(loopconn.Task[connIO]{Kind: loopconn.TaskDrain})
 }
 
 // LoopStopped: see DrainLoop.
 func LoopStopped(e engine.Engine, i int) bool {
 	l := loopOfServer(e, i)
-	if l == nil {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.stopped
+	return l != nil && l.Stopped()
 }
 
 func loopOfServer(e engine.Engine, i int) *loop {
@@ -75,8 +70,8 @@ func loopOfServer(e engine.Engine, i int) *loop {
 	if !ok {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	if i < 0 || i >= len(s.loops) {
 		return nil
 	}
