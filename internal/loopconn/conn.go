@@ -96,6 +96,7 @@ type Conn[IO any] struct {
 	LastProgress int64
 	frameStart   int64 // loop clock when the frame now partial began (FlagFrame)
 	reported     int64 // pending output last added to Stats.PendingBytes
+	msgsFolded   int64 // of St.MessagesOut, what the loop has counted (under Mu)
 	opened       int64 // loop clock at accept, for the connection's duration
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any
@@ -165,8 +166,10 @@ func (c *Conn[IO]) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.Out.Commit(b)
+	// Counted here, under the lock, and into Stats by the loop
+	// (foldMessages): a shared atomic per Write would be a cache line
+	// every loop writes.
 	c.St.MessagesOut++
-	s.Stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 	"switchboard/internal/inbuf"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/timerheap"
@@ -131,7 +132,11 @@ type Loop[IO any] struct {
 	// BytesIn and BytesOut are added to the server's Stats once per
 	// iteration (AddStats).
 	BytesIn, BytesOut int64
+	messagesOut       int64 // Writes folded in from the connections, likewise
 	pending, paused   int64 // changes to Stats.PendingBytes and Paused, likewise
+	// iter is the histogram of this loop's iterations (a wake-up with
+	// work to the next wait); only the loop writes it.
+	iter engine.Histogram
 	// Spare is a descriptor held in reserve for shedding connections when
 	// the process runs out (Shed), -1 if none.
 	Spare int
@@ -159,6 +164,7 @@ type Loop[IO any] struct {
 func (l *Loop[IO]) Init(s *Server[IO], eng Engine[IO], id int, outstanding uint16) {
 	l.S, l.Eng, l.ID, l.outstanding = s, eng, id, outstanding
 	l.Spare = -1
+	l.iter.Bounds = engine.IterationBounds[:]
 	l.Free = new(inbuf.FreeLists)
 	l.Split = framing.NewSplitter(s.Codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
 }
@@ -273,8 +279,8 @@ func (l *Loop[IO]) Abandon() {
 // or Close.
 func (l *Loop[IO]) Done() bool { return (l.Draining || l.Closing) && l.N == 0 }
 
-// AddStats adds the bytes counted since the last call to the server's
-// Stats: a few shared atomics per iteration, not per message.
+// AddStats adds what the loop counted since the last call to the
+// server's Stats: a few shared atomics per iteration, not per message.
 func (l *Loop[IO]) AddStats() {
 	st := l.S.Stats
 	if l.BytesIn != 0 {
@@ -285,6 +291,10 @@ func (l *Loop[IO]) AddStats() {
 		st.BytesOut.Add(l.BytesOut)
 		l.BytesOut = 0
 	}
+	if l.messagesOut != 0 {
+		st.MessagesOut.Add(l.messagesOut)
+		l.messagesOut = 0
+	}
 	if l.pending != 0 {
 		st.PendingBytes.Add(l.pending)
 		l.pending = 0
@@ -293,6 +303,24 @@ func (l *Loop[IO]) AddStats() {
 		st.Paused.Add(l.paused)
 		l.paused = 0
 	}
+}
+
+// foldMessages counts the frames c's Writes queued since the loop last
+// looked; the caller holds c.Mu. Every Write is followed by a flush on
+// the loop (the callback batch's, or the kick's), and by a close at the
+// latest, so each is counted once, by the iteration that writes it out.
+func (l *Loop[IO]) foldMessages(c *Conn[IO]) {
+	if d := c.St.MessagesOut - c.msgsFolded; d != 0 {
+		l.messagesOut += d
+		c.msgsFolded = c.St.MessagesOut
+	}
+}
+
+// Iterated counts a loop iteration that began at start (loop clock) and
+// ends now in the loop's histogram; engines call it for iterations that
+// had work, not for a wake-up on a timeout with nothing due.
+func (l *Loop[IO]) Iterated(start int64) {
+	l.iter.Observe(time.Duration(l.S.Clock() - start))
 }
 
 // Backpressure weighs c's pending output after a flush: it updates the
