@@ -28,6 +28,12 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	engine.CancelContext(c.ctx)
 	cst := c.St
 	c.Mu.Unlock()
+	l.pending -= c.reported
+	c.reported = 0
+	if c.Flags&FlagPaused != 0 {
+		c.Flags &^= FlagPaused
+		l.paused--
+	}
 	for k := range uint8(NumTimers) {
 		l.Disarm(c, k)
 	}

@@ -95,6 +95,7 @@ type Conn[IO any] struct {
 	// output was outstanding.
 	LastProgress int64
 	frameStart   int64 // loop clock when the frame now partial began (FlagFrame)
+	reported     int64 // pending output last added to Stats.PendingBytes
 	opened       int64 // loop clock at accept, for the connection's duration
 	raddr, laddr netip.AddrPort
 	proxied      net.Addr // client address from the PROXY header, if any

@@ -8,9 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"switchboard/framing"
 	"switchboard/internal/connstate"
 	"switchboard/internal/inbuf"
+	"switchboard/internal/sockfd"
 	"switchboard/internal/timerheap"
 )
 
@@ -128,6 +131,10 @@ type Loop[IO any] struct {
 	// BytesIn and BytesOut are added to the server's Stats once per
 	// iteration (AddStats).
 	BytesIn, BytesOut int64
+	pending, paused   int64 // changes to Stats.PendingBytes and Paused, likewise
+	// Spare is a descriptor held in reserve for shedding connections when
+	// the process runs out (Shed), -1 if none.
+	Spare int
 	// outstanding are the engine's flags that mean c's output is on its
 	// way out: the idle timer waits for them, and the write timer lapses
 	// without them.
@@ -151,6 +158,7 @@ type Loop[IO any] struct {
 // engine's Conn.Flags that mean output is on its way out.
 func (l *Loop[IO]) Init(s *Server[IO], eng Engine[IO], id int, outstanding uint16) {
 	l.S, l.Eng, l.ID, l.outstanding = s, eng, id, outstanding
+	l.Spare = -1
 	l.Free = new(inbuf.FreeLists)
 	l.Split = framing.NewSplitter(s.Codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
 }
@@ -270,6 +278,80 @@ func (l *Loop[IO]) AddStats() {
 		st.BytesOut.Add(l.BytesOut)
 		l.BytesOut = 0
 	}
+	if l.pending != 0 {
+		st.PendingBytes.Add(l.pending)
+		l.pending = 0
+	}
+	if l.paused != 0 {
+		st.Paused.Add(l.paused)
+		l.paused = 0
+	}
+}
+
+// Backpressure weighs c's pending output after a flush: it updates the
+// Stats.PendingBytes the loop reports, and pauses reading above the
+// high-water mark or resumes it at the low. It returns +1 when reading
+// has just paused, -1 when it has just resumed, else 0.
+func (l *Loop[IO]) Backpressure(c *Conn[IO], pending int) int {
+	if d := int64(pending) - c.reported; d != 0 {
+		l.pending += d
+		c.reported = int64(pending)
+	}
+	if c.Flags&FlagPaused == 0 {
+		if pending > l.S.MaxPending {
+			c.Flags |= FlagPaused
+			l.paused++
+			return +1
+		}
+	} else if pending <= l.S.LowWater {
+		c.Flags &^= FlagPaused
+		l.paused--
+		return -1
+	}
+	return 0
+}
+
+// Reading reports whether c should be reading: more input can come, and
+// reading is not paused (draining connections read on, to drop input and
+// see the peer's FIN).
+func (l *Loop[IO]) Reading(c *Conn[IO]) bool {
+	return c.State.Reading() && (c.Flags&FlagPaused == 0 || l.Draining)
+}
+
+// OpenSpare reserves the spare descriptor, if the loop has none.
+func (l *Loop[IO]) OpenSpare() {
+	if l.Spare < 0 {
+		l.Spare = sockfd.OpenSpare()
+	}
+}
+
+// CloseSpare gives the spare descriptor back: the loop has stopped.
+func (l *Loop[IO]) CloseSpare() {
+	if l.Spare >= 0 {
+		unix.Close(l.Spare)
+		l.Spare = -1
+	}
+}
+
+// Shed handles running out of descriptors on the listening socket lfd
+// (err says how): it frees the spare descriptor, accepts one pending
+// connection with it and resets it, so the backlog moves, and reserves
+// the spare again. It returns that accept's error: nil when one was shed,
+// EAGAIN when none was pending, or EMFILE with no spare to use; the
+// engine decides whether to pause accepting.
+func (l *Loop[IO]) Shed(lfd int, addr any, err error) error {
+	l.Warnf("accept failed: out of descriptors; shedding connections", "listener", addr, "err", err)
+	if l.Spare < 0 {
+		return unix.EMFILE
+	}
+	unix.Close(l.Spare)
+	fd, _, aerr := sockfd.Accept(lfd)
+	if aerr == nil {
+		sockfd.Reset(fd)
+		l.S.Stats.Rejected.Add(1)
+	}
+	l.Spare = sockfd.OpenSpare()
+	return aerr
 }
 
 // Warnf logs at most one warning a second per loop: accept failures come

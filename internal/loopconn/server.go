@@ -45,8 +45,12 @@ type Server[IO any] struct {
 	// NConns counts open connections, for MaxConns.
 	NConns atomic.Int64
 
+	// Model names the engine's model, for logs.
+	Model string
+
 	// Mu guards the lifecycle.
 	Mu       sync.Mutex
+	life     lifecycle
 	deadline int64 // Shutdown's deadline on the loop clock, 0 = none
 
 	// Set before the loops run, read-only after.
@@ -54,15 +58,19 @@ type Server[IO any] struct {
 	local bool // every loop has a listener: keep what it accepts
 }
 
-// SetLoops records the loops, before they run; local says every loop has
-// a listener of its own, so a connection stays where it was accepted.
+// SetLoops records the loops, before they run (Loops.Setup); local says
+// every loop has a listener of its own, so a connection stays where it
+// was accepted.
 func (s *Server[IO]) SetLoops(loops []*Loop[IO], local bool) {
 	s.loops, s.local = loops, local
 }
 
-// Init fills s from cfg, which it normalises, for handler h.
-func (s *Server[IO]) Init(cfg engine.Config, h engine.Handler) {
+// Init fills s from cfg, which it normalises, for handler h, serving
+// the named model.
+func (s *Server[IO]) Init(model string, cfg engine.Config, h engine.Handler) {
 	cfg.Normalize()
+	s.Model = model
+	s.life.done = make(chan struct{})
 	s.Cfg = cfg
 	s.H = h
 	s.Log = cfg.Logger

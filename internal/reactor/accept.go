@@ -54,18 +54,8 @@ func (l *loop) accept(li *listener) {
 // so the listener stops being readable, or, with no spare to use, stops
 // accepting for a moment. Either way the loop never spins on EMFILE.
 func (l *loop) outOfDescriptors(li *listener, err error) {
-	l.Warnf("accept failed: out of descriptors; shedding connections", "listener", li.Addr, "err", err)
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-		fd, _, aerr := sockfd.Accept(li.Fd)
-		if aerr == nil {
-			sockfd.Reset(fd)
-			l.s.Stats.Rejected.Add(1)
-		}
-		l.spare = sockfd.OpenSpare()
-		if aerr == nil || aerr == unix.EAGAIN {
-			return
-		}
+	if aerr := l.Shed(li.Fd, li.Addr, err); aerr == nil || aerr == unix.EAGAIN {
+		return
 	}
 	li.paused = true
 	li.resumeAfter = l.Now + int64(acceptPause)

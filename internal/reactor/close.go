@@ -2,11 +2,7 @@
 
 package reactor
 
-import (
-	"golang.org/x/sys/unix"
-
-	"switchboard/internal/loopconn"
-)
+import "golang.org/x/sys/unix"
 
 // Closing: the core (loopconn.Loop.Close, Drain, CloseAll) does what is
 // the same on every engine; these are the reactor's parts of it.
@@ -20,15 +16,8 @@ func (l *loop) ReleaseLocked(c *conn) {
 	c.Out.Release()
 }
 
-// CloseIO takes c's pending output out of the counters, stops watching
-// its descriptor and closes it.
+// CloseIO stops watching c's descriptor and closes it.
 func (l *loop) CloseIO(c *conn) {
-	l.pending -= c.IO.reported
-	c.IO.reported = 0
-	if c.Flags&loopconn.FlagPaused != 0 {
-		c.Flags &^= loopconn.FlagPaused
-		l.paused--
-	}
 	fd := int(c.Fd)
 	l.p.Delete(fd)
 	unix.Close(fd)

@@ -7,14 +7,13 @@ import "switchboard/internal/loopconn"
 // A connection is a loopconn.Conn: the handler's view of it, its state
 // machine, timers and the request bits other goroutines set are the
 // shared core's (internal/loopconn documents them). What is the reactor's
-// own is which interest is registered with the poller, the output last
-// reported in Stats.PendingBytes, and the TLS layer.
+// own is which interest is registered with the poller, and the TLS
+// layer.
 type conn = loopconn.Conn[connIO]
 
 // connIO is the reactor's part of a connection (conn.IO).
 type connIO struct {
-	reported int64    // pending output last added to Stats.PendingBytes
-	tls      *tlsConn // the TLS layer, nil without TLS (tls.go)
+	tls *tlsConn // the TLS layer, nil without TLS (tls.go)
 }
 
 // The reactor's own flags (conn.Flags), beside the core's

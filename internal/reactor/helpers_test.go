@@ -97,11 +97,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 	go func() { ts.served <- eng.Serve(ln) }()
 	t.Cleanup(func() { ts.stop(t) })
 	if s, ok := eng.(*server); ok {
-		waitFor(t, 5*time.Second, "Serve to start", func() bool {
-			s.Mu.Lock()
-			defer s.Mu.Unlock()
-			return s.state != serverNew
-		})
+		waitFor(t, 5*time.Second, "Serve to start", s.Started)
 	} else if x := otherEngines[backend]; x.serving != nil {
 		waitFor(t, 5*time.Second, "Serve to start", func() bool { return x.serving(eng) })
 	}

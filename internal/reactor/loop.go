@@ -46,9 +46,7 @@ type loop struct {
 	lns    []*listener
 	vw     rawio.VecWriter
 	bufs   [][]byte // scratch for writev
-	spare  int      // reserved descriptor for shedding when out of fds, -1 if none
 
-	pending, paused int64 // changes to Stats.PendingBytes and Paused, batched per iteration
 	// iter is this loop's histogram of iteration times (wake-up to the
 	// next wait); only the loop writes it.
 	iter engine.Histogram
@@ -69,7 +67,6 @@ func newLoop(s *server, id int) (*loop, error) {
 		buf:    make([]byte, engine.ReadBufferSize),
 		bufs:   make([][]byte, 0, maxFlushChunks),
 		iter:   engine.Histogram{Bounds: engine.IterationBounds[:]},
-		spare:  -1,
 	}
 	l.Init(&s.Server, l, id, connWriteOn)
 	l.SetWaker(p)
@@ -88,14 +85,9 @@ func (l *loop) release() {
 	for _, li := range l.lns {
 		unix.Close(li.Fd)
 	}
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-	}
+	l.CloseSpare()
 	l.p.Close()
 }
-
-// post queues t for the loop and wakes it; false once the loop stopped.
-func (l *loop) post(t task) bool { return l.Post(t) }
 
 func (l *loop) run() {
 	runtime.LockOSThread()
@@ -117,7 +109,7 @@ func (l *loop) run() {
 		}
 		l.busy = n > 0
 		if err != nil {
-			s.fail(err)
+			s.Fail(err)
 			l.CloseAll()
 		}
 		l.Now = s.Clock()
@@ -129,31 +121,16 @@ func (l *loop) run() {
 			l.RunQueue()
 		}
 		l.runTimers()
-		l.addStats()
+		l.AddStats()
 		if n > 0 {
 			// Wake-ups with nothing to do (a timeout) are not iterations
 			// worth a sample; the clock is read once more per busy one.
 			l.iter.Observe(time.Duration(s.Clock() - start))
 		}
 		if l.Done() && l.stop() {
-			l.addStats()
+			l.AddStats()
 			return
 		}
-	}
-}
-
-// addStats adds what the loop counted since the last call to the
-// server's Stats: a few shared atomics per iteration, not per message.
-func (l *loop) addStats() {
-	l.AddStats()
-	st := l.s.Stats
-	if l.pending != 0 {
-		st.PendingBytes.Add(l.pending)
-		l.pending = 0
-	}
-	if l.paused != 0 {
-		st.Paused.Add(l.paused)
-		l.paused = 0
 	}
 }
 
@@ -164,10 +141,7 @@ func (l *loop) stop() bool {
 		return false
 	}
 	l.CloseListeners()
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-		l.spare = -1
-	}
+	l.CloseSpare()
 	l.p.Close()
 	return true
 }

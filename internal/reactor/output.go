@@ -98,7 +98,6 @@ func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 // in line with how much output is left; with none left, a connection in
 // connstate.Finishing closes and one in connstate.ShuttingWrite sends its FIN.
 func (l *loop) settle(c *conn, pending int) {
-	s := l.s
 	if pending == 0 {
 		if c.Timer[loopconn.TimerWrite] != 0 {
 			l.Disarm(c, loopconn.TimerWrite)
@@ -114,22 +113,8 @@ func (l *loop) settle(c *conn, pending int) {
 	} else {
 		l.ArmWrite(c)
 	}
-	if d := int64(pending) - c.IO.reported; d != 0 {
-		l.pending += d
-		c.IO.reported = int64(pending)
-	}
-	if c.Flags&loopconn.FlagPaused == 0 {
-		if pending > s.MaxPending {
-			c.Flags |= loopconn.FlagPaused
-			l.paused++
-		}
-	} else if pending <= s.LowWater {
-		c.Flags &^= loopconn.FlagPaused
-		l.paused--
-	}
-	// Draining connections keep reading, to drop input and see the FIN.
-	read := c.State.Reading() && (c.Flags&loopconn.FlagPaused == 0 || l.Draining)
-	l.interest(c, read, pending > 0)
+	l.Backpressure(c, pending)
+	l.interest(c, l.Reading(c), pending > 0)
 }
 
 // interest registers what c waits for, calling the poller only on change.

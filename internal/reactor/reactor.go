@@ -33,44 +33,25 @@
 package reactor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/engine"
 	"switchboard/internal/loopconn"
 	"switchboard/internal/poller"
-	"switchboard/internal/sockfd"
 	"switchboard/internal/tlsloop"
 )
 
-// serverState is where the engine is in its life: Serve moves it from
-// serverNew to serverServing, Shutdown or Close to serverDraining, and the
-// loops' end to serverClosed.
-type serverState uint8
-
-const (
-	serverNew serverState = iota
-	serverServing
-	serverDraining
-	serverClosed
-)
-
+// server is the engine: the shared core's server (configuration, the
+// lifecycle: Shutdown and Close are its) and the poller backend.
 type server struct {
 	loopconn.Server[connIO]
 	backend string
 	tls     *tlsloop.Config // nil without TLS
-
-	// Under Mu.
-	state serverState
-	loops []*loop
-	lns   []net.Listener
-	done  chan struct{} // closed when Serve's loops have all returned
-	fatal error         // why a loop failed, if one did
+	loops   []*loop         // set by Setup, under Mu
 }
 
 // New returns an engine running h on the named poller backend ("select",
@@ -82,8 +63,8 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		return nil, err
 	}
 	p.Close()
-	s := &server{backend: backend, done: make(chan struct{})}
-	s.Init(cfg, h)
+	s := &server{backend: backend}
+	s.Init(backend, cfg, h)
 	if s.Cfg.TLS != nil {
 		lim, err := tlsloop.NewLimiter(s.Cfg.MaxHandshakes)
 		if err != nil {
@@ -115,53 +96,28 @@ func (s *server) LoopIterations() []engine.HistogramSnapshot {
 	return out
 }
 
-// Serve starts the loops, gives them the listeners and blocks until they
-// have all stopped.
-func (s *server) Serve(lns ...net.Listener) error {
-	s.Mu.Lock()
-	if s.state != serverNew {
-		serving := s.state == serverServing
-		s.Mu.Unlock()
-		if serving {
-			return errors.New("switchboard: engine already serving")
-		}
-		closeAll(lns)
-		return engine.ErrServerClosed
-	}
-	loops, err := s.setup(lns)
-	if err != nil {
-		s.state = serverClosed
-		close(s.done)
-		s.Mu.Unlock()
-		closeAll(lns)
-		return err
-	}
-	s.loops, s.lns, s.state = loops, lns, serverServing
-	s.Mu.Unlock()
+// Serve runs the loops over the listeners until Shutdown or Close
+// (loopconn.Server.Serve).
+func (s *server) Serve(lns ...net.Listener) error { return s.Server.Serve(s, lns) }
 
-	var wg sync.WaitGroup
-	for _, l := range loops {
-		wg.Go(l.run)
+// Setup is loopconn.Loops.Setup: it builds the loops and their pollers.
+func (s *server) Setup(lns []net.Listener) error {
+	loops, err := s.setup(lns)
+	if err == nil {
+		s.loops = loops
 	}
-	wg.Wait()
-	closeAll(lns)
-	s.Mu.Lock()
-	s.state = serverClosed
-	err = s.fatal
-	s.Mu.Unlock()
-	close(s.done)
-	if err != nil {
-		return err
-	}
-	return engine.ErrServerClosed
+	return err
+}
+
+// Run is loopconn.Loops.Run: a poller loop is ready as soon as it runs.
+func (s *server) Run(i int, ready chan<- error) {
+	ready <- nil
+	s.loops[i].run()
 }
 
 // setup builds the loops and gives listener i to loop i mod N. It runs
 // under s.Mu.
 func (s *server) setup(lns []net.Listener) ([]*loop, error) {
-	if len(lns) == 0 {
-		return nil, errors.New("switchboard: Serve needs a listener")
-	}
 	loops := make([]*loop, s.Cfg.Loops)
 	fail := func(err error) ([]*loop, error) {
 		for _, l := range loops {
@@ -189,9 +145,7 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 			return fail(fmt.Errorf("switchboard: listener %s: %w", ln.Addr(), err))
 		}
 		l.lns = append(l.lns, li)
-		if l.spare < 0 {
-			l.spare = sockfd.OpenSpare()
-		}
+		l.OpenSpare()
 	}
 	cores := make([]*loopconn.Loop[connIO], len(loops))
 	for i, l := range loops {
@@ -199,80 +153,6 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 	}
 	s.SetLoops(cores, len(lns) >= len(loops))
 	return loops, nil
-}
-
-func closeAll(lns []net.Listener) {
-	for _, ln := range lns {
-		ln.Close()
-	}
-}
-
-// Shutdown asks every loop to drain: close its listeners, stop reading,
-// flush, send FIN, and close each connection when the peer answers with
-// its own (or after engine.LingerWait). At ctx's end whatever is left is closed.
-func (s *server) Shutdown(ctx context.Context) error {
-	s.Mu.Lock()
-	switch s.state {
-	case serverNew:
-		s.state = serverClosed
-		close(s.done)
-		s.Mu.Unlock()
-		return nil
-	case serverServing:
-		s.state = serverDraining
-		if d, ok := ctx.Deadline(); ok {
-			s.SetDeadline(d)
-		}
-		s.broadcast(loopconn.TaskDrain)
-		closeAll(s.lns)
-	}
-	s.Mu.Unlock()
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		s.Mu.Lock()
-		s.broadcast(loopconn.TaskClose)
-		s.Mu.Unlock()
-		<-s.done
-		return ctx.Err()
-	}
-}
-
-// Close closes the listeners and every connection now.
-func (s *server) Close() error {
-	s.Mu.Lock()
-	switch s.state {
-	case serverNew:
-		s.state = serverClosed
-		close(s.done)
-	case serverServing, serverDraining:
-		s.state = serverDraining
-		s.broadcast(loopconn.TaskClose)
-		closeAll(s.lns)
-	}
-	s.Mu.Unlock()
-	<-s.done
-	return nil
-}
-
-// fail records a loop's fatal error and takes the whole server down, so
-// Serve returns it instead of serving on fewer loops.
-func (s *server) fail(err error) {
-	s.Mu.Lock()
-	if s.fatal == nil {
-		s.fatal = err
-	}
-	s.broadcast(loopconn.TaskClose)
-	s.Mu.Unlock()
-	s.Log.Error("event loop failed", "model", s.backend, "err", err)
-}
-
-// broadcast posts a task to every loop. Under s.Mu.
-func (s *server) broadcast(kind loopconn.TaskKind) {
-	for _, l := range s.loops {
-		l.post(task{Kind: kind})
-	}
 }
 
 // Backends lists the poller backends this platform runs, each a model name:

@@ -88,18 +88,8 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 // looks for a connection, so it fails with EMFILE with none pending, and
 // arming it again at once would spin.
 func (l *loop) outOfDescriptors(li *listener, err error) {
-	l.Warnf("accept failed: out of descriptors; shedding connections", "listener", li.Addr, "err", err)
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-		fd, _, aerr := sockfd.Accept(li.Fd)
-		if aerr == nil {
-			sockfd.Reset(fd)
-			l.s.Stats.Rejected.Add(1)
-		}
-		l.spare = sockfd.OpenSpare()
-		if aerr == nil {
-			return
-		}
+	if l.Shed(li.Fd, li.Addr, err) == nil {
+		return
 	}
 	li.resumeAfter = l.Now + int64(acceptPause)
 }

@@ -21,13 +21,6 @@ import (
 // bytes already received meanwhile are kept, undecoded, until the output
 // drains.
 
-// wantRecv reports whether c should have a receive armed: more input can
-// come, and reading is not paused (draining connections read on, to drop
-// input and see the peer's FIN).
-func (l *loop) wantRecv(c *conn) bool {
-	return c.State.Reading() && (c.Flags&loopconn.FlagPaused == 0 || l.Draining)
-}
-
 func (l *loop) armRecv(c *conn) {
 	sqe := l.sqe()
 	sqe.PrepRecv(int(c.Fd), bufGroup, true, l.bundle)
@@ -72,7 +65,7 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 		if _, err := l.br.Bundle(cqe, l.onBuf); err != nil {
 			// The ring's accounting is lost: nothing received from here
 			// on could be trusted to be in order.
-			l.s.fail(err)
+			l.s.Fail(err)
 			l.CloseAll()
 			return
 		}
@@ -90,7 +83,7 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 			return
 		}
 	}
-	if c != nil && c.State != connstate.Closed && c.Flags&connRecv == 0 && l.wantRecv(c) {
+	if c != nil && c.State != connstate.Closed && c.Flags&connRecv == 0 && l.Reading(c) {
 		l.scheduleRearm(c)
 	}
 }

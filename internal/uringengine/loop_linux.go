@@ -10,7 +10,6 @@ import (
 
 	"switchboard/internal/connstate"
 	"switchboard/internal/loopconn"
-	"switchboard/internal/sockfd"
 	"switchboard/internal/uring"
 )
 
@@ -75,7 +74,6 @@ type loop struct {
 	freeMsgs  []int32  // sendmsg headers not in flight
 	lns       []*listener
 	bufs      [][]byte
-	spare     int // reserved descriptor for shedding when out of fds, -1 if none
 	bundle    bool
 	broken    bool      // the ring failed: wind up without it
 	scratch   uring.SQE // what sqe hands out once broken
@@ -97,7 +95,6 @@ func newLoop(s *server, id int) *loop {
 		s:      s,
 		cqes:   make([]uring.CQE, cqeBatch),
 		bufs:   make([][]byte, 0, maxSendIov),
-		spare:  -1,
 		ringFd: -1,
 	}
 	l.Init(&s.Server, l, id, connOutstanding)
@@ -134,7 +131,7 @@ func (l *loop) setupRing() error {
 		l.armWake()
 	}
 	if len(l.lns) > 0 {
-		l.spare = sockfd.OpenSpare()
+		l.OpenSpare()
 	}
 	for _, li := range l.lns {
 		l.armAccept(li)
@@ -166,10 +163,7 @@ func (l *loop) release() {
 		l.wake.Close()
 	}
 	l.releaseListeners()
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-		l.spare = -1
-	}
+	l.CloseSpare()
 }
 
 func (l *loop) releaseListeners() {
@@ -208,7 +202,7 @@ func (l *loop) sqe() *uring.SQE {
 		}
 		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
 			l.broken = true
-			l.s.fail(fmt.Errorf("io_uring submit: %w", err))
+			l.s.Fail(fmt.Errorf("io_uring submit: %w", err))
 			l.CloseAll()
 		}
 	}
@@ -244,7 +238,7 @@ func (l *loop) run(ready chan<- error) {
 			time.Sleep(time.Millisecond)
 		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
 			l.broken = true
-			s.fail(err)
+			s.Fail(err)
 			l.CloseAll()
 		}
 		l.Now = s.Clock()
@@ -296,7 +290,7 @@ func (l *loop) beforeEnter() {
 	for i, c := range l.rearm {
 		l.rearm[i] = nil
 		c.Flags &^= connRearm
-		if c.State != connstate.Closed && c.Flags&connRecv == 0 && l.wantRecv(c) {
+		if c.State != connstate.Closed && c.Flags&connRecv == 0 && l.Reading(c) {
 			l.armRecv(c)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
-	"switchboard/internal/loopconn"
 	"switchboard/internal/uring"
 )
 
@@ -144,7 +143,6 @@ func (l *loop) serveSendWait() {
 // connection in connstate.Finishing closes and one in
 // connstate.ShuttingWrite sends its FIN.
 func (l *loop) settle(c *conn, pending int) {
-	s := l.s
 	if pending == 0 {
 		// The write timer, if armed, is left to lapse (loopconn's timers):
 		// a send completes for nearly every message, and arming and
@@ -163,21 +161,18 @@ func (l *loop) settle(c *conn, pending int) {
 	} else {
 		l.ArmWrite(c)
 	}
-	if c.Flags&loopconn.FlagPaused == 0 {
-		if pending > s.MaxPending {
-			c.Flags |= loopconn.FlagPaused
-			if !l.Draining {
-				l.cancelRecv(c)
-			}
+	switch l.Backpressure(c, pending) {
+	case +1:
+		if !l.Draining {
+			l.cancelRecv(c)
 		}
-	} else if pending <= s.LowWater {
-		c.Flags &^= loopconn.FlagPaused
+	case -1:
 		if c.IO.held != nil || c.Flags&connEOFHeld != 0 {
 			l.resume(c)
 			return
 		}
 	}
-	if c.Flags&connRecv == 0 && c.State != connstate.Closed && l.wantRecv(c) {
+	if c.Flags&connRecv == 0 && c.State != connstate.Closed && l.Reading(c) {
 		l.scheduleRearm(c)
 	}
 }

@@ -1,11 +1,8 @@
 package uringengine
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 
 	"switchboard/internal/engine"
 	"switchboard/internal/loopconn"
@@ -13,25 +10,13 @@ import (
 	"switchboard/internal/uring"
 )
 
-// Server states.
-const (
-	stateNew = iota
-	stateServing
-	stateDraining
-	stateClosed
-)
-
+// server is the engine: the shared core's server (configuration, the
+// lifecycle: Shutdown and Close are its) and what the probe found.
 type server struct {
 	loopconn.Server[connIO]
 	opt   Options
 	probe *uring.Probe
-
-	// Under Mu.
-	state int
-	loops []*loop
-	lns   []net.Listener
-	done  chan struct{} // closed when Serve's loops have all returned
-	fatal error         // why a loop failed, if one did
+	loops []*loop // set by Setup, under Mu
 }
 
 // New returns an io_uring engine running h. Where io_uring cannot be used
@@ -43,8 +28,8 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{opt: opt, probe: probe, done: make(chan struct{})}
-	s.Init(cfg, h)
+	s := &server{opt: opt, probe: probe}
+	s.Init("uring", cfg, h)
 	return s, nil
 }
 
@@ -68,62 +53,26 @@ func check() (*uring.Probe, Options, error) {
 	return probe, opt, nil
 }
 
-// Serve starts the loops, each of which sets up its ring on its own
-// locked thread, gives them the listeners, and blocks until they have all
-// stopped. A loop that cannot set up its ring fails Serve with the reason.
-func (s *server) Serve(lns ...net.Listener) error {
-	s.Mu.Lock()
-	if s.state != stateNew {
-		serving := s.state == stateServing
-		s.Mu.Unlock()
-		if serving {
-			return errors.New("switchboard: engine already serving")
-		}
-		closeAll(lns)
-		return engine.ErrServerClosed
-	}
-	loops, err := s.setup(lns)
-	if err != nil {
-		s.state = stateClosed
-		close(s.done)
-		s.Mu.Unlock()
-		closeAll(lns)
-		return err
-	}
-	s.loops, s.lns, s.state = loops, lns, stateServing
-	s.Mu.Unlock()
+// Serve runs the loops over the listeners until Shutdown or Close
+// (loopconn.Server.Serve). Each loop sets up its ring on its own locked
+// thread; one that cannot fails Serve with the reason.
+func (s *server) Serve(lns ...net.Listener) error { return s.Server.Serve(s, lns) }
 
-	var wg sync.WaitGroup
-	ready := make(chan error, len(loops))
-	for _, l := range loops {
-		wg.Go(func() { l.run(ready) })
+// Setup is loopconn.Loops.Setup; the rings are made later, by Run.
+func (s *server) Setup(lns []net.Listener) error {
+	loops, err := s.setup(lns)
+	if err == nil {
+		s.loops = loops
 	}
-	var setupErr error
-	for range loops {
-		if err := <-ready; err != nil && setupErr == nil {
-			setupErr = err
-			s.fail(err)
-		}
-	}
-	wg.Wait()
-	closeAll(lns)
-	s.Mu.Lock()
-	s.state = stateClosed
-	err = s.fatal
-	s.Mu.Unlock()
-	close(s.done)
-	if err != nil {
-		return err
-	}
-	return engine.ErrServerClosed
+	return err
 }
+
+// Run is loopconn.Loops.Run: the loop reports once its ring is set up.
+func (s *server) Run(i int, ready chan<- error) { s.loops[i].run(ready) }
 
 // setup builds the loops and gives listener i to loop i mod N. The rings
 // are made later, by each loop on its own thread. It runs under s.Mu.
 func (s *server) setup(lns []net.Listener) ([]*loop, error) {
-	if len(lns) == 0 {
-		return nil, errors.New("switchboard: Serve needs a listener")
-	}
 	loops := make([]*loop, s.Cfg.Loops)
 	for i := range loops {
 		loops[i] = newLoop(s, i)
@@ -145,79 +94,4 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 	}
 	s.SetLoops(cores, len(lns) >= len(loops))
 	return loops, nil
-}
-
-func closeAll(lns []net.Listener) {
-	for _, ln := range lns {
-		ln.Close()
-	}
-}
-
-// Shutdown asks every loop to drain: close its listeners, stop reading,
-// flush, send FIN, and close each connection when the peer answers with
-// its own (or after engine.LingerWait). At ctx's end whatever is left is
-// closed.
-func (s *server) Shutdown(ctx context.Context) error {
-	s.Mu.Lock()
-	switch s.state {
-	case stateNew:
-		s.state = stateClosed
-		close(s.done)
-		s.Mu.Unlock()
-		return nil
-	case stateServing:
-		s.state = stateDraining
-		if d, ok := ctx.Deadline(); ok {
-			s.SetDeadline(d)
-		}
-		s.broadcast(loopconn.TaskDrain)
-		closeAll(s.lns)
-	}
-	s.Mu.Unlock()
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		s.Mu.Lock()
-		s.broadcast(loopconn.TaskClose)
-		s.Mu.Unlock()
-		<-s.done
-		return ctx.Err()
-	}
-}
-
-// Close closes the listeners and every connection now.
-func (s *server) Close() error {
-	s.Mu.Lock()
-	switch s.state {
-	case stateNew:
-		s.state = stateClosed
-		close(s.done)
-	case stateServing, stateDraining:
-		s.state = stateDraining
-		s.broadcast(loopconn.TaskClose)
-		closeAll(s.lns)
-	}
-	s.Mu.Unlock()
-	<-s.done
-	return nil
-}
-
-// fail records a loop's fatal error and takes the whole server down, so
-// Serve returns it instead of serving on fewer loops.
-func (s *server) fail(err error) {
-	s.Mu.Lock()
-	if s.fatal == nil {
-		s.fatal = err
-		s.Log.Error("event loop failed", "model", "uring", "err", err)
-	}
-	s.broadcast(loopconn.TaskClose)
-	s.Mu.Unlock()
-}
-
-// broadcast posts a task to every loop. Under s.Mu.
-func (s *server) broadcast(kind loopconn.TaskKind) {
-	for _, l := range s.loops {
-		l.Post(task{Kind: kind})
-	}
 }
