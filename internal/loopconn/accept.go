@@ -81,7 +81,15 @@ func (l *Loop[IO]) Place(c *Conn[IO]) {
 		return
 	}
 	if !best.Post(Task[IO]{Kind: TaskAdopt, C: c}) {
-		l.Refuse(c, "server closing")
+		// best has drained and stopped since it was picked, while this
+		// loop, not yet told to drain, still accepts (one listener, an
+		// upgrade's Shutdown reaching the loops one by one): this loop
+		// takes c itself, served, or drained if it is draining by now. A
+		// reset would lose a request the client may have sent already.
+		best.Load.Add(-1)
+		l.Load.Add(1)
+		c.L = l
+		l.Eng.Adopt(c)
 	}
 }
 

@@ -35,8 +35,9 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 		engine.CancelContext(r.ctx)
 	}
 	cst := c.St
+	l.foldMessages(c)
 	c.Mu.Unlock()
-	l.pending -= c.reported
+	l.pending -= int64(c.reported)
 	c.reported = 0
 	if c.Flags&FlagPaused != 0 {
 		c.Flags &^= FlagPaused
@@ -53,6 +54,9 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	l.N--
 	l.Load.Add(-1)
 	s.NConns.Add(-1)
+	// Its traffic is in Stats before its close is: a reader who has seen
+	// it close (Active, the close counters) sees every message it sent.
+	l.AddStats()
 	s.Stats.Active.Add(-1)
 	s.PerIP.Release(c.raddr().Addr())
 	// Clamped: the accepting loop's clock may be a little ahead of this

@@ -257,3 +257,35 @@ func TestConnSize(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesOutBatched: Writes count on the connection at once and into
+// Stats.MessagesOut only when the loop adds its iteration's counts, each
+// exactly once however many flushes see it; a connection closed with
+// Writes not yet flushed has them counted before its close is.
+func TestMessagesOutBatched(t *testing.T) {
+	l, _, _, c := rig(t, engine.Config{Codec: framing.Line(64)})
+	st := l.S.Stats
+	c.Write([]byte("a")) // from outside a callback: a kick would follow
+	c.Write([]byte("b"))
+	if got := c.Stats().MessagesOut; got != 2 {
+		t.Fatalf("connection counted %d Writes, want 2", got)
+	}
+	if got := st.MessagesOut.Load(); got != 0 {
+		t.Fatalf("Stats counted %d Writes before the loop flushed", got)
+	}
+	l.Eng.Flush(c, 0)
+	l.Eng.Flush(c, 0) // nothing new
+	l.AddStats()
+	if got := st.MessagesOut.Load(); got != 2 {
+		t.Fatalf("after the iteration: Stats.MessagesOut %d, want 2", got)
+	}
+	c.Write([]byte("c"))
+	l.Close(c, nil)
+	if got, active := st.MessagesOut.Load(), st.Active.Load(); got != 3 || active != 0 {
+		t.Fatalf("after the close: Stats.MessagesOut %d, Active %d; want 3, 0", got, active)
+	}
+	l.AddStats()
+	if got := st.MessagesOut.Load(); got != 3 {
+		t.Fatalf("counted twice: Stats.MessagesOut %d, want 3", got)
+	}
+}

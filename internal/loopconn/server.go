@@ -91,6 +91,20 @@ func (s *Server[IO]) Init(model string, cfg engine.Config, h engine.Handler) {
 	s.PerIP = engine.NewAddrLimiter(cfg.MaxConnsPerIP)
 }
 
+// LoopIterations reads each loop's histogram of iteration times
+// (Loop.Iterated), in loop order; nil before Serve. It makes every
+// engine on the core an engine.LoopIterationser.
+func (s *Server[IO]) LoopIterations() []engine.HistogramSnapshot {
+	s.Mu.Lock()
+	loops := s.loops
+	s.Mu.Unlock()
+	out := make([]engine.HistogramSnapshot, len(loops))
+	for i, l := range loops {
+		out[i] = l.iter.Snapshot()
+	}
+	return out
+}
+
 // Clock reads the loops' monotonic clock.
 func (s *Server[IO]) Clock() int64 { return int64(time.Since(s.epoch)) }
 

@@ -83,19 +83,6 @@ func Constructor(backend string) engine.Constructor {
 	}
 }
 
-// LoopIterations reads each loop's histogram of iteration times, in loop
-// order; nil before Serve.
-func (s *server) LoopIterations() []engine.HistogramSnapshot {
-	s.Mu.Lock()
-	loops := s.loops
-	s.Mu.Unlock()
-	out := make([]engine.HistogramSnapshot, len(loops))
-	for i, l := range loops {
-		out[i] = l.iter.Snapshot()
-	}
-	return out
-}
-
 // Serve runs the loops over the listeners until Shutdown or Close
 // (loopconn.Server.Serve).
 func (s *server) Serve(lns ...net.Listener) error { return s.Server.Serve(s, lns) }

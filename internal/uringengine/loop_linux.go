@@ -244,8 +244,10 @@ func (l *loop) run(ready chan<- error) {
 			l.CloseAll()
 		}
 		l.Now = s.Clock()
+		start, work := l.Now, 0
 		for {
 			n := l.ring.Completions(l.cqes)
+			work += n
 			for i := range l.cqes[:n] {
 				l.complete(&l.cqes[i])
 			}
@@ -258,6 +260,11 @@ func (l *loop) run(ready chan<- error) {
 		}
 		l.runTimers()
 		l.AddStats()
+		if work > 0 {
+			// As on the reactor: a wake-up with no completion (a timeout)
+			// is not an iteration worth a sample.
+			l.Iterated(start)
+		}
 		if l.Done() && l.quiet() && l.stop() {
 			return
 		}
