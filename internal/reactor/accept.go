@@ -79,7 +79,7 @@ func (l *loop) Adopt(c *conn) {
 		// connections share, so each loop's spans them all: grown by an
 		// eighth rather than doubled, it costs 9 bytes per descriptor
 		// per loop rather than up to 16 (an idle connection is the
-		// core's 208 bytes plus these).
+		// core's 176 bytes plus these).
 		n := max(len(l.Conns)+len(l.Conns)/8, fd+1+fd/8, 64)
 		conns := make([]*conn, n)
 		copy(conns, l.Conns)
