@@ -3,6 +3,7 @@
 package loopconn
 
 import (
+	"net/netip"
 	"time"
 
 	"switchboard/internal/connstate"
@@ -23,11 +24,17 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	s := l.S
 	c.State = connstate.Closed
 	c.Mu.Lock()
-	c.closed, c.writeRefused = true, true
+	var local netip.AddrPort
+	if s.Cfg.OnConnClose != nil {
+		local = c.localLocked() // while the descriptor is still open
+	}
+	c.shared |= sharedClosed | sharedWriteRefused
 	l.Eng.ReleaseLocked(c)
-	engine.CancelContext(c.ctx)
+	r := c.rare
+	if r != nil {
+		engine.CancelContext(r.ctx)
+	}
 	cst := c.St
-	l.foldMessages(c)
 	c.Mu.Unlock()
 	l.pending -= c.reported
 	c.reported = 0
@@ -38,7 +45,9 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	for k := range uint8(NumTimers) {
 		l.Disarm(c, k)
 	}
-	l.stopAfters(c)
+	if r != nil {
+		l.stopAfters(r)
+	}
 	l.Eng.CloseIO(c)
 	c.In.Reset(l.SplitOf(c))
 	l.N--
@@ -48,11 +57,11 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	// it close (Active, the close counters) sees every message it sent.
 	l.AddStats()
 	s.Stats.Active.Add(-1)
-	s.PerIP.Release(c.raddr.Addr())
+	s.PerIP.Release(c.raddr().Addr())
 	// Clamped: the accepting loop's clock may be a little ahead of this
 	// loop's, read earlier in its iteration.
 	engine.Closed(&s.Cfg, engine.ConnInfo{
-		Remote: c.RemoteAddr(), Local: c.LocalAddr(),
+		Remote: c.RemoteAddr(), Local: c.listener().LocalAddr(local),
 		Duration: time.Duration(max(l.Now-c.opened, 0)), Stats: cst, Err: err,
 	})
 	// A connection refused for its PROXY header never reached the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -87,7 +88,8 @@ func rig(t *testing.T, cfg engine.Config) (*Loop[fakeIO], *fake, *recorder, *Con
 	l.SetWaker(f)
 	s.SetLoops([]*Loop[fakeIO]{l}, true)
 	l.Now = s.Clock()
-	c := l.Admit(-1, &sockfd.Listener{Unix: true}, nil)
+	ln, _ := s.AddListener(&sockfd.Listener{Unix: true})
+	c := l.Admit(-1, ln, nil)
 	if c == nil {
 		t.Fatal("Admit refused the first connection")
 	}
@@ -234,11 +236,25 @@ func TestMaxConns(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	if c := l.Admit(fd, &sockfd.Listener{Unix: true}, nil); c != nil {
+	if c := l.Admit(fd, 0, nil); c != nil {
 		t.Fatal("Admit let a connection past MaxConns")
 	}
 	if r, n := l.S.Stats.Rejected.Load(), l.S.NConns.Load(); r != 1 || n != 1 {
 		t.Fatalf("rejected %d, open %d", r, n)
+	}
+}
+
+// TestConnSize: a connection is what an idle connection costs, so it
+// stays in the 208-byte size class with an engine's IO of up to four
+// bytes (the reactor has none, the completion engine a slot number).
+func TestConnSize(t *testing.T) {
+	for name, size := range map[string]uintptr{
+		"no IO":        unsafe.Sizeof(Conn[struct{}]{}),
+		"four-byte IO": unsafe.Sizeof(Conn[struct{ slot uint32 }]{}),
+	} {
+		if size > 208 {
+			t.Errorf("Conn with %s is %d bytes, want at most 208", name, size)
+		}
 	}
 }
 

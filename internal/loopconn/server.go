@@ -10,6 +10,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/sockfd"
 )
 
 // Server is what the loops of one server share: the configuration they
@@ -55,7 +56,8 @@ type Server[IO any] struct {
 
 	// Set before the loops run, read-only after.
 	loops []*Loop[IO]
-	local bool // every loop has a listener: keep what it accepts
+	local bool               // every loop has a listener: keep what it accepts
+	lns   []*sockfd.Listener // by index: Conn.lnfam (AddListener)
 }
 
 // SetLoops records the loops, before they run (Loops.Setup); local says

@@ -127,6 +127,11 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 		if err != nil {
 			return fail(err)
 		}
+		var ok bool
+		if li.id, ok = s.AddListener(&li.Listener); !ok {
+			unix.Close(li.Fd)
+			return fail(errTooManyListeners)
+		}
 		if err := l.p.Add(li.Fd, true, false); err != nil {
 			unix.Close(li.Fd)
 			return fail(fmt.Errorf("switchboard: listener %s: %w", ln.Addr(), err))

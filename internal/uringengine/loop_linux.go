@@ -69,9 +69,11 @@ type loop struct {
 	wake  *uring.Eventfd // nil when MSG_RING wakes the ring
 	cqes  []uring.CQE
 
-	gens      []uint32 // by slot: the generation of its latest conn
-	freeSlots []uint32 // slots whose conn has closed and has nothing in flight
-	freeMsgs  []int32  // sendmsg headers not in flight
+	gens      []uint32             // by slot: the generation of its latest conn
+	msgs      []int32              // by slot: the sendmsg header in flight, or -1 for a plain send
+	held      map[*conn]*heldInput // input received while paused (connHeld)
+	freeSlots []uint32             // slots whose conn has closed and has nothing in flight
+	freeMsgs  []int32              // sendmsg headers not in flight
 	lns       []*listener
 	bufs      [][]byte
 	bundle    bool
@@ -325,7 +327,7 @@ func (l *loop) complete(cqe *uring.CQE) {
 // closed since.
 func (l *loop) lookup(gen, slot uint32) *conn {
 	if int(slot) < len(l.Conns) {
-		if c := l.Conns[slot]; c != nil && c.IO.gen&0xffffff == gen && c.State != connstate.Closed {
+		if c := l.Conns[slot]; c != nil && l.gens[slot]&0xffffff == gen && c.State != connstate.Closed {
 			return c
 		}
 	}
