@@ -35,8 +35,9 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 		engine.CancelContext(r.ctx)
 	}
 	cst := c.St
+	l.foldMessages(c)
 	c.Mu.Unlock()
-	l.pending -= c.reported
+	l.pending -= int64(c.reported)
 	c.reported = 0
 	if c.Flags&FlagPaused != 0 {
 		c.Flags &^= FlagPaused

@@ -76,7 +76,6 @@ type Conn[IO any] struct {
 	LastProgress int64
 	frameStart   int64 // loop clock when the frame now partial began (FlagFrame)
 	opened       int64 // loop clock at accept, for the connection's duration
-	reported     int64 // pending output last added to Stats.PendingBytes
 
 	// Mu guards Out, St, shared and rare's shared fields.
 	Mu  sync.Mutex
@@ -85,6 +84,14 @@ type Conn[IO any] struct {
 	Fd int32
 	// Timer holds the positions of the connection's timers in L.Timers.
 	Timer [NumTimers]int32
+	// msgsFolded is the low 32 bits of St.MessagesOut the loop has
+	// counted (under Mu); 32 bits keep the struct in its size class, and
+	// fewer than 2^32 Writes come between two folds.
+	msgsFolded uint32
+	// reported is the pending output last added to Stats.PendingBytes,
+	// saturated at 2 GiB (only a MaxPending over 1 GiB reaches it): four
+	// bytes, beside msgsFolded, keep the struct at 208.
+	reported int32
 
 	// IO is the engine's own state for the connection. It sits between
 	// the four-byte fields and the small ones, so four bytes of it cost
@@ -154,10 +161,10 @@ func (c *Conn[IO]) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.Out.Commit(b)
+	// Counted here, under the lock, and into Stats by the loop
+	// (foldMessages): a shared atomic per Write would be a cache line
+	// every loop writes.
 	c.St.MessagesOut++
-	// The loop's counter, not the server's: a shared atomic per Write is
-	// a cache line every loop writes (AddStats moves it over).
-	c.L.msgsOut.Add(1)
 	c.kickUnlock()
 	return nil
 }

@@ -217,6 +217,7 @@ func (l *Loop[IO]) BeginFlush(c *Conn[IO], msgs int64) bool {
 	c.Mu.Lock()
 	c.shared &^= sharedSched
 	c.St.MessagesIn += msgs
+	l.foldMessages(c)
 	r := c.req.Load()
 	if r&reqIdle != 0 {
 		c.req.And(^uint32(reqIdle))

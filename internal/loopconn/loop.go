@@ -4,6 +4,7 @@ package loopconn
 
 import (
 	"crypto/tls"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,6 +133,7 @@ type Loop[IO any] struct {
 	// BytesIn and BytesOut are added to the server's Stats once per
 	// iteration (AddStats).
 	BytesIn, BytesOut int64
+	messagesOut       int64 // Writes folded in from the connections, likewise
 	pending, paused   int64 // changes to Stats.PendingBytes and Paused, likewise
 	// iter is the histogram of this loop's iterations (a wake-up with
 	// work to the next wait); only the loop writes it.
@@ -156,14 +158,6 @@ type Loop[IO any] struct {
 	spareQ   []Task[IO]
 	stopped  bool
 	waker    Waker // nil until the engine can be woken
-
-	// msgsOut counts the frames Conn.Write queued on this loop's
-	// connections, from whatever goroutine, until AddStats moves them to
-	// Stats.MessagesOut. It has a cache line to itself, so the loop's own
-	// Writes touch no line that another core writes.
-	_       [64]byte
-	msgsOut atomic.Int64
-	_       [56]byte
 }
 
 // Init sets up l as loop id of s, run by eng. outstanding are the
@@ -298,8 +292,9 @@ func (l *Loop[IO]) AddStats() {
 		st.BytesOut.Add(l.BytesOut)
 		l.BytesOut = 0
 	}
-	if l.msgsOut.Load() != 0 {
-		st.MessagesOut.Add(l.msgsOut.Swap(0))
+	if l.messagesOut != 0 {
+		st.MessagesOut.Add(l.messagesOut)
+		l.messagesOut = 0
 	}
 	if l.pending != 0 {
 		st.PendingBytes.Add(l.pending)
@@ -308,6 +303,17 @@ func (l *Loop[IO]) AddStats() {
 	if l.paused != 0 {
 		st.Paused.Add(l.paused)
 		l.paused = 0
+	}
+}
+
+// foldMessages counts the frames c's Writes queued since the loop last
+// looked; the caller holds c.Mu. Every Write is followed by a flush on
+// the loop (the callback batch's, or the kick's), and by a close at the
+// latest, so each is counted once, by the iteration that writes it out.
+func (l *Loop[IO]) foldMessages(c *Conn[IO]) {
+	if d := uint32(c.St.MessagesOut) - c.msgsFolded; d != 0 {
+		l.messagesOut += int64(d)
+		c.msgsFolded = uint32(c.St.MessagesOut)
 	}
 }
 
@@ -323,9 +329,9 @@ func (l *Loop[IO]) Iterated(start int64) {
 // high-water mark or resumes it at the low. It returns +1 when reading
 // has just paused, -1 when it has just resumed, else 0.
 func (l *Loop[IO]) Backpressure(c *Conn[IO], pending int) int {
-	if d := int64(pending) - c.reported; d != 0 {
-		l.pending += d
-		c.reported = int64(pending)
+	if r := int32(min(pending, math.MaxInt32)); r != c.reported {
+		l.pending += int64(r) - int64(c.reported)
+		c.reported = r
 	}
 	if c.Flags&FlagPaused == 0 {
 		if pending > l.S.MaxPending {

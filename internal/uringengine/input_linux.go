@@ -182,7 +182,7 @@ func (l *loop) dropHeld(c *conn) {
 func (l *loop) resume(c *conn) {
 	if h := l.held[c]; c.Flags&connHeld != 0 {
 		for c.State != connstate.Closed && c.Flags&loopconn.FlagPaused == 0 && h.off < len(h.b) {
-			n := min(bufSize, len(h.b)-h.off)
+			n := min(l.br.Size(), len(h.b)-h.off)
 			chunk := h.b[h.off : h.off+n]
 			h.off += n
 			c.In.Feed(l.SplitOf(c), chunk)
