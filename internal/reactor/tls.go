@@ -17,8 +17,9 @@ import (
 )
 
 // TLS on the loop, driven as internal/tlsloop documents. A TLS connection
-// has a tlsConn (conn.tls, nil for every other connection, so plaintext
-// pays one nil check where the paths part):
+// has a tlsConn, kept by the core as the connection's engine state
+// (tlsOf) and flagged connTLS, so plaintext pays one flag test where the
+// paths part:
 //
 //   - readable: ciphertext is read into the loop buffer and fed to the TLS
 //     state, which copies it; the loop buffer then takes the plaintext
@@ -86,7 +87,8 @@ func (t *tlsConn) HandshakeDone(err error) {
 func (l *loop) StartTLS(c *conn, rest []byte) {
 	t := &tlsConn{c: c}
 	t.tc = tlsloop.Server(l.s.tls, t)
-	c.IO.tls = t
+	c.SetEngineState(t)
+	c.Flags |= connTLS
 	c.State = connstate.Header
 	l.Disarm(c, loopconn.TimerIdle) // the handshake timeout is tlsloop's
 	t.tc.Start()
@@ -97,7 +99,7 @@ func (l *loop) StartTLS(c *conn, rest []byte) {
 
 // readableTLS is readable for a TLS connection.
 func (l *loop) readableTLS(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	n, err := rawio.Read(int(c.Fd), l.buf)
 	switch {
 	case n > 0:
@@ -133,7 +135,7 @@ func (l *loop) readableTLS(c *conn) {
 // flushes the replies. The peer's close_notify (or its FIN at a record
 // boundary) is the end of the stream, as a FIN is without TLS.
 func (l *loop) inputTLS(c *conn, n int) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	c.BeginCallbacks()
 	c.Mu.Lock()
 	c.St.BytesIn += int64(n)
@@ -188,7 +190,7 @@ func (l *loop) handshakeDone(c *conn) {
 	if c.State == connstate.Closed {
 		return
 	}
-	t := c.IO.tls
+	t := tlsOf(c)
 	if t.herr != nil {
 		c.Mu.Lock()
 		l.flushLocked(c)
@@ -222,7 +224,7 @@ func (l *loop) handshakeOutput(c *conn) {
 // sealLocked moves c's plaintext into ciphertext and returns the outbox
 // to write from. c.mu is held.
 func (l *loop) sealLocked(c *conn) (*outbox.Outbox, error) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	t.takeOutput()
 	if !t.ready {
 		return &t.out, nil
@@ -256,7 +258,7 @@ func (l *loop) flushTLSLocked(c *conn) error {
 		if err := l.writeLocked(c, o); err != nil {
 			return err
 		}
-		if o.Len() > 0 || c.Out.Len() == 0 || !c.IO.tls.ready {
+		if o.Len() > 0 || c.Out.Len() == 0 || !tlsOf(c).ready {
 			return nil
 		}
 	}
@@ -283,7 +285,7 @@ func (t *tlsConn) pending(plain int) int {
 // closeTLS ends c's TLS state as c closes, sending close_notify when the
 // stream is at a record boundary. c.mu is held.
 func (l *loop) closeTLS(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	clean := t.ready && t.out.Len() == 0
 	t.tc.Close()
 	if b := t.tc.Output(nil); clean && len(b) > 0 {
@@ -294,12 +296,18 @@ func (l *loop) closeTLS(c *conn) {
 
 // ConnectionState is the TLSEngine hook behind conn.ConnectionState.
 func (l *loop) ConnectionState(c *conn) (tls.ConnectionState, bool) {
-	if c.IO.tls == nil {
+	c.Mu.Lock()
+	t, _ := c.EngineState().(*tlsConn)
+	c.Mu.Unlock()
+	if t == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.IO.tls.tc.ConnectionState()
+	return t.tc.ConnectionState()
 }
 
 // HandshakePending reports whether c is a TLS connection still in its
 // handshake, which a drain closes at once.
-func (l *loop) HandshakePending(c *conn) bool { return c.IO.tls != nil && !c.IO.tls.ready }
+func (l *loop) HandshakePending(c *conn) bool { return c.Flags&connTLS != 0 && !tlsOf(c).ready }
+
+// tlsOf is c's TLS layer; c has one (connTLS). On the loop.
+func tlsOf(c *conn) *tlsConn { return c.EngineState().(*tlsConn) }

@@ -30,7 +30,7 @@ func (l *loop) CloseIO(c *conn) {
 	sqe.PrepClose(fd)
 	sqe.SetUserData(userData(udCancel, 0, 0))
 	sqe.SetFlags(uring.SQECQESkipSuccess)
-	c.IO.held = nil
+	l.dropHeld(c)
 	if c.Flags&(connSending|connSendWait) == 0 {
 		l.retire(c)
 	}
@@ -51,7 +51,7 @@ func (l *loop) retire(c *conn) {
 // DrainConn drops the input c holds back (received while paused), and
 // lets a FIN that came behind it count now.
 func (l *loop) DrainConn(c *conn) bool {
-	c.IO.held, c.IO.heldOff = nil, 0
+	l.dropHeld(c)
 	if c.Flags&connEOFHeld != 0 {
 		c.Flags &^= connEOFHeld
 		c.State.PeerEOF(false)

@@ -54,7 +54,7 @@ func (l *loop) flush(c *conn) {
 	if !more {
 		sqe = l.sqe()
 		sqe.PrepSend(int(c.Fd), b, unix.MSG_NOSIGNAL)
-		c.IO.msg = -1
+		l.msgs[c.IO.slot] = -1
 	} else {
 		k := len(l.freeMsgs)
 		if k == 0 {
@@ -64,9 +64,10 @@ func (l *loop) flush(c *conn) {
 			l.sendWait = append(l.sendWait, c)
 			return
 		}
-		c.IO.msg = l.freeMsgs[k-1]
+		msg := l.freeMsgs[k-1]
 		l.freeMsgs = l.freeMsgs[:k-1]
-		m := l.arena.Msg(int(c.IO.msg))
+		l.msgs[c.IO.slot] = msg
+		m := l.arena.Msg(int(msg))
 		bufs, _ := c.Out.Gather(l.bufs[:0], maxSendIov)
 		for _, b := range bufs {
 			m.Append(b)
@@ -76,7 +77,7 @@ func (l *loop) flush(c *conn) {
 		sqe.PrepSendmsg(int(c.Fd), m, unix.MSG_NOSIGNAL)
 	}
 	c.Mu.Unlock()
-	sqe.SetUserData(userData(udSend, c.IO.gen, c.IO.slot))
+	sqe.SetUserData(userData(udSend, l.gens[c.IO.slot], c.IO.slot))
 	// Output stuck from here on counts against the write timeout.
 	c.LastProgress = l.Now
 	c.Flags |= connSending
@@ -88,10 +89,10 @@ func (l *loop) flush(c *conn) {
 func (l *loop) sent(cqe *uring.CQE, c *conn) {
 	l.inflight--
 	c.Flags &^= connSending
-	if c.IO.msg >= 0 {
-		l.arena.Msg(int(c.IO.msg)).Reset()
-		l.freeMsgs = append(l.freeMsgs, c.IO.msg)
-		c.IO.msg = -1
+	if msg := l.msgs[c.IO.slot]; msg >= 0 {
+		l.arena.Msg(int(msg)).Reset()
+		l.freeMsgs = append(l.freeMsgs, msg)
+		l.msgs[c.IO.slot] = -1
 		l.serveSendWait()
 	}
 	if c.State == connstate.Closed {
@@ -167,7 +168,7 @@ func (l *loop) settle(c *conn, pending int) {
 			l.cancelRecv(c)
 		}
 	case -1:
-		if c.IO.held != nil || c.Flags&connEOFHeld != 0 {
+		if c.Flags&(connHeld|connEOFHeld) != 0 {
 			l.resume(c)
 			return
 		}
