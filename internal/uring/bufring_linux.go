@@ -199,6 +199,11 @@ func (b *BufRing) Bundle(c *CQE, f func(id uint16, data []byte)) (int, error) {
 // previous completion left the head buffer, fill it to its end, then the
 // next ones; the last buffer may stay open for the next completion.
 func (b *BufRing) incBundle(c *CQE, left int, f func(id uint16, data []byte)) (int, error) {
+	if left <= 0 {
+		// Nothing received into it: the kernel commits nothing and the
+		// head buffer stays as it was, whatever F_BUF_MORE says.
+		return 0, nil
+	}
 	n := 0
 	for left > 0 {
 		id := b.slotBid[b.head&b.mask]

@@ -88,3 +88,25 @@ func TestIncBufRing(t *testing.T) {
 		}
 	}
 }
+
+// TestIncBufRingEmptyCompletion: a completion that names the head buffer
+// but carries no bytes leaves the incremental accounting as it was: the
+// kernel committed nothing, and a partly filled head stays partly filled.
+func TestIncBufRingEmptyCompletion(t *testing.T) {
+	r := newRing(t, Options{})
+	br, err := r.NewIncBufRing(4, 2, 64)
+	if errors.Is(err, ErrNoIncBuf) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	head := br.slotBid[br.head&br.mask]
+	br.off, br.open = 10, true
+	c := CQE{Res: 0, Flags: cqeFBuffer | uint32(head)<<cqeBufferShift}
+	n, err := br.Bundle(&c, func(uint16, []byte) { t.Error("a piece of an empty completion") })
+	if n != 0 || err != nil || br.off != 10 || !br.open || br.slotBid[br.head&br.mask] != head {
+		t.Fatalf("after an empty completion: %d buffers, %v, off %d open %v", n, err, br.off, br.open)
+	}
+}
