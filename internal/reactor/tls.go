@@ -142,7 +142,7 @@ func (l *loop) inputTLS(c *conn, n int) {
 	c.Mu.Unlock()
 	delivered := 0
 	for {
-		held := c.In.Buffered() > 0
+		held := c.Held() > 0
 		dst := l.buf
 		if held {
 			dst = c.In.Room(l.SplitOf(c))
@@ -156,7 +156,7 @@ func (l *loop) inputTLS(c *conn, n int) {
 		if held {
 			c.In.Commit(k)
 		} else {
-			c.In.Feed(l.SplitOf(c), dst[:k])
+			l.In(c).Feed(l.SplitOf(c), dst[:k])
 		}
 		n, ferr := l.Dispatch(c, false)
 		delivered += n
@@ -164,7 +164,7 @@ func (l *loop) inputTLS(c *conn, n int) {
 			l.Close(c, ferr)
 			return
 		}
-		c.In.Done(l.SplitOf(c))
+		l.EndInput(c)
 		if c.State == connstate.Closed {
 			return
 		}
