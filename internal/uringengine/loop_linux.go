@@ -184,10 +184,8 @@ func (l *loop) release() {
 
 func (l *loop) releaseListeners() {
 	for _, li := range l.lns {
-		if !li.closed {
-			unix.Close(li.Fd)
-			li.closed = true
-		}
+		li.closed = true
+		li.closeFd()
 	}
 }
 
