@@ -88,7 +88,7 @@ func (l *loop) drain() {
 		if c == nil || c.state == connstate.Closed {
 			continue
 		}
-		if c.tls != nil && !c.tls.ready {
+		if c.tls != nil && !c.tls.Ready {
 			// The handler has not heard of it: nothing to finish.
 			l.closeConn(c, nil)
 			continue

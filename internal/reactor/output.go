@@ -61,7 +61,7 @@ func (l *loop) flushUnlock(c *conn) {
 	err := l.flushLocked(c)
 	pending := c.out.Len()
 	if c.tls != nil {
-		pending = c.tls.pending(pending)
+		pending = c.tls.Pending(pending)
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -84,6 +84,7 @@ func (l *loop) flushLocked(c *conn) error {
 // writeLocked writes o, c's outbox or its TLS ciphertext.
 func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 	fd := int(c.fd)
+	plain := o == &c.out // over TLS the session counts c.st, in plaintext
 	for o.Len() > 0 {
 		var n, want int
 		var err error
@@ -99,7 +100,9 @@ func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 		if n > 0 {
 			o.Consume(n)
 			l.bytesOut += int64(n)
-			c.st.BytesOut += int64(n)
+			if plain {
+				c.st.BytesOut += int64(n)
+			}
 			c.lastProgress = l.now
 		}
 		switch {

@@ -129,11 +129,10 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		done:       make(chan struct{}),
 	}
 	if cfg.TLS != nil {
-		lim, err := tlsloop.NewLimiter(cfg.MaxHandshakes)
-		if err != nil {
+		var err error
+		if s.tls, err = tlsloop.NewServerConfig(cfg.TLS, cfg.HandshakeTimeout, cfg.MaxHandshakes); err != nil {
 			return nil, err
 		}
-		s.tls = &tlsloop.Config{TLS: cfg.TLS, HandshakeTimeout: cfg.HandshakeTimeout, Limiter: lim}
 	}
 	return s, nil
 }

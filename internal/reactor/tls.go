@@ -15,21 +15,21 @@ import (
 	"switchboard/internal/tlsloop"
 )
 
-// TLS on the loop, driven as internal/tlsloop documents. A TLS connection
-// has a tlsConn (conn.tls, nil for every other connection, so plaintext
-// pays one nil check where the paths part):
+// TLS on the loop, driven as internal/tlsloop documents; the rules shared
+// with the io_uring engine (what is sealed when, what counts as pending,
+// where plaintext lands) are tlsloop.Session's. A TLS connection has a
+// tlsConn (conn.tls, nil for every other connection, so plaintext pays
+// one nil check where the paths part):
 //
 //   - readable: ciphertext is read into the loop buffer and fed to the TLS
 //     state, which copies it; the loop buffer then takes the plaintext
 //     Read returns, which the Accumulator decodes in place as it would a
-//     plaintext read (behind a partial frame, via Room/Commit, when one is
-//     held).
+//     plaintext read (Session.Decrypt).
 //   - Write is unchanged: it frames plaintext into conn.out from any
-//     goroutine. The flush, on the loop, seals conn.out into tlsConn.out
-//     (ciphertext) and writes that. Until the handshake is done nothing is
-//     sealed, so writes wait; at most sealAhead bytes of ciphertext are
-//     sealed ahead of the socket, so a stuck peer leaves its backlog as
-//     plaintext, under Write's limit.
+//     goroutine. The flush, on the loop, seals conn.out into the
+//     session's Out (ciphertext) and writes that (Session.Seal). The
+//     connection's Stats count the plaintext, as the handler sees it;
+//     the server's byte counters count the socket's.
 //   - The handshake runs on tlsloop's goroutine, bounded by the handshake
 //     timeout and the server's Limiter; it reports through the loop's
 //     queue (taskTLSOutput, taskTLSDone). OnOpen runs when it succeeds;
@@ -40,43 +40,16 @@ import (
 //     ciphertext flushed. A full close sends close_notify only when no
 //     record is half-written.
 type tlsConn struct {
-	c   *conn
-	tc  *tlsloop.Conn
-	out outbox.Outbox // ciphertext, under c.mu like c.out
-	// herr is the handshake's result, written by the handshake goroutine
-	// before it posts taskTLSDone (the queue's lock orders the two).
-	herr  error
-	ready bool // the loop has seen the handshake succeed and opened c
-	// notify: close_notify is queued (CloseWrite or a drain).
-	notify bool
+	tlsloop.Session // Out is under c.mu like c.out
+	c               *conn
 }
-
-const (
-	// sealAhead bounds the ciphertext sealed and not yet written, which
-	// Write's limit on pending output does not see: two full records.
-	sealAhead = 32 << 10
-	// sealPiece is the most plaintext sealed at once: one full record,
-	// so a pooled chunk holds its ciphertext.
-	sealPiece = 16 << 10
-	// sealSlack covers record overhead on sealPiece bytes: headers, tags,
-	// and the small records crypto/tls starts a connection with.
-	sealSlack = 1 << 10
-	// maxHandshakeInput is how much unread ciphertext a connection may
-	// buffer during its handshake before the loop stops reading it: a
-	// client's records sent right behind its Finished, or a flood. The
-	// handshake goroutine reads what arrives as it arrives, and reading
-	// resumes with the next flight the server sends or the handshake's
-	// end, so only a client whose last flight alone passed this (a
-	// certificate chain over 64 KiB) would wait for its timeout.
-	maxHandshakeInput = 64 << 10
-)
 
 // Output and HandshakeDone are tlsloop.Events, called on the handshake's
 // goroutines; they post to the loop and return.
 func (t *tlsConn) Output() { t.c.l.post(task{kind: taskTLSOutput, c: t.c}) }
 
 func (t *tlsConn) HandshakeDone(err error) {
-	t.herr = err
+	t.Err = err
 	t.c.l.post(task{kind: taskTLSDone, c: t.c})
 }
 
@@ -84,19 +57,15 @@ func (t *tlsConn) HandshakeDone(err error) {
 // parsed, when rest is what followed the header.
 func (l *loop) startTLS(c *conn, rest []byte) {
 	t := &tlsConn{c: c}
-	t.tc = tlsloop.Server(l.s.tls, t)
 	c.tls = t
 	c.state = connstate.Header
 	l.disarm(c, timerIdle) // the handshake timeout is tlsloop's
-	t.tc.Start()
-	if len(rest) > 0 {
-		t.tc.Feed(rest)
-	}
+	t.Start(l.s.tls, t, rest)
 }
 
 // readableTLS is readable for a TLS connection.
 func (l *loop) readableTLS(c *conn) {
-	t := c.tls
+	tc := c.tls.Conn()
 	n, err := rawio.Read(int(c.fd), l.buf)
 	switch {
 	case n > 0:
@@ -105,19 +74,19 @@ func (l *loop) readableTLS(c *conn) {
 		if l.draining {
 			return // input after Shutdown is read and dropped
 		}
-		t.tc.Feed(l.buf[:n])
-		if t.ready {
-			l.inputTLS(c, n)
-		} else if t.tc.Buffered() > maxHandshakeInput {
+		tc.Feed(l.buf[:n])
+		if c.tls.Ready {
+			l.inputTLS(c)
+		} else if tc.Buffered() > tlsloop.MaxHandshakeInput {
 			l.interest(c, false, c.flags&connWriteOn != 0)
 		}
 	case n == 0 && err == nil:
-		t.tc.FeedEOF()
+		tc.FeedEOF()
 		switch {
 		case l.draining:
 			l.closeConn(c, nil)
-		case t.ready:
-			l.inputTLS(c, 0)
+		case c.tls.Ready:
+			l.inputTLS(c)
 		default:
 			// The handshake fails on the EOF with its own reason.
 			l.interest(c, false, c.flags&connWriteOn != 0)
@@ -130,30 +99,19 @@ func (l *loop) readableTLS(c *conn) {
 
 // inputTLS decrypts what is fed, decodes and delivers the frames, and
 // flushes the replies. The peer's close_notify (or its FIN at a record
-// boundary) is the end of the stream, as a FIN is without TLS.
-func (l *loop) inputTLS(c *conn, n int) {
-	t := c.tls
+// boundary) is the end of the stream, as a FIN is without TLS. The bytes
+// counted in are plaintext, as the handler sees them.
+func (l *loop) inputTLS(c *conn) {
 	c.mu.Lock()
 	c.sched = true
-	c.st.BytesIn += int64(n)
 	c.mu.Unlock()
 	delivered := 0
 	for {
-		held := c.in.Buffered() > 0
-		dst := l.buf
-		if held {
-			dst = c.in.Room(l.splitOf(c))
-		}
-		k, err := 0, error(nil)
-		for k < len(dst) && err == nil {
-			var m int
-			m, err = t.tc.Read(dst[k:])
-			k += m
-		}
-		if held {
-			c.in.Commit(k)
-		} else {
-			c.in.Feed(l.splitOf(c), dst[:k])
+		k, err := c.tls.Decrypt(&c.in, l.splitOf(c), l.buf)
+		if k > 0 {
+			c.mu.Lock()
+			c.st.BytesIn += int64(k)
+			c.mu.Unlock()
 		}
 		n, ferr := l.dispatch(c, false)
 		delivered += n
@@ -190,15 +148,15 @@ func (l *loop) handshakeDone(c *conn) {
 		return
 	}
 	t := c.tls
-	if t.herr != nil {
+	if t.Err != nil {
 		c.mu.Lock()
 		l.flushLocked(c)
 		c.mu.Unlock()
-		l.closeConn(c, t.herr)
+		l.closeConn(c, t.Err)
 		return
 	}
 	s := l.s
-	t.ready = true
+	t.SetReady()
 	s.stats.Handshakes.Add(1)
 	c.lastRead = l.now
 	if idle := c.idle.Load(); idle > 0 {
@@ -212,7 +170,7 @@ func (l *loop) handshakeDone(c *conn) {
 	}
 	// Records that arrived with the client's last flight are decrypted
 	// now; inputTLS then flushes what OnOpen and the messages wrote.
-	l.inputTLS(c, 0)
+	l.inputTLS(c)
 }
 
 // handshakeOutput is taskTLSOutput: send the flight the handshake wrote.
@@ -225,29 +183,13 @@ func (l *loop) handshakeOutput(c *conn) {
 }
 
 // sealLocked moves c's plaintext into ciphertext and returns the outbox
-// to write from. c.mu is held.
+// to write from. The plaintext sealed is what counts as sent: the
+// handler's bytes, not the records'. c.mu is held.
 func (l *loop) sealLocked(c *conn) (*outbox.Outbox, error) {
 	t := c.tls
-	t.takeOutput()
-	if !t.ready {
-		return &t.out, nil
-	}
-	for c.out.Len() > 0 && t.out.Len() < sealAhead {
-		b, _ := c.out.Head()
-		b = b[:min(len(b), sealPiece)]
-		dst, err := t.tc.Seal(t.out.Reserve(len(b)+sealSlack), b)
-		t.out.Commit(dst)
-		if err != nil {
-			return &t.out, err
-		}
-		c.out.Consume(len(b))
-	}
-	if c.out.Len() == 0 && c.state == connstate.ShuttingWrite && !t.notify {
-		t.notify = true
-		t.tc.CloseWrite()
-		t.takeOutput()
-	}
-	return &t.out, nil
+	n, err := t.Seal(&c.out, c.state == connstate.ShuttingWrite)
+	c.st.BytesOut += int64(n)
+	return &t.Out, err
 }
 
 // flushTLSLocked seals and writes until the plaintext is gone or the
@@ -261,40 +203,19 @@ func (l *loop) flushTLSLocked(c *conn) error {
 		if err := l.writeLocked(c, o); err != nil {
 			return err
 		}
-		if o.Len() > 0 || c.out.Len() == 0 || !c.tls.ready {
+		if o.Len() > 0 || c.out.Len() == 0 || !c.tls.Ready {
 			return nil
 		}
 	}
 }
 
-// takeOutput queues what the TLS state has to send: handshake flights,
-// alerts, key updates, close_notify.
-func (t *tlsConn) takeOutput() {
-	if b := t.tc.Output(nil); len(b) > 0 {
-		t.out.Commit(append(t.out.Reserve(len(b)), b...))
-	}
-}
-
-// pending is what settle weighs: the ciphertext, and the plaintext once
-// it can be sealed (before that it is held, and neither wants the socket
-// nor pauses reading).
-func (t *tlsConn) pending(plain int) int {
-	if !t.ready {
-		return t.out.Len()
-	}
-	return plain + t.out.Len()
-}
-
 // closeTLS ends c's TLS state as c closes, sending close_notify when the
 // stream is at a record boundary. c.mu is held.
 func (l *loop) closeTLS(c *conn) {
-	t := c.tls
-	clean := t.ready && t.out.Len() == 0
-	t.tc.Close()
-	if b := t.tc.Output(nil); clean && len(b) > 0 {
+	if b := c.tls.Close(); len(b) > 0 {
 		rawio.Write(int(c.fd), b) // best effort: the socket closes next
 	}
-	t.out.Release()
+	c.tls.Out.Release()
 }
 
 // ConnectionState returns the negotiated TLS parameters; ok is false for
@@ -303,5 +224,5 @@ func (c *conn) ConnectionState() (tls.ConnectionState, bool) {
 	if c.tls == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.tls.tc.ConnectionState()
+	return c.tls.ConnectionState()
 }

@@ -231,6 +231,10 @@ func (l *loop) adopt(c *conn) {
 		l.arm(c, timerIdle, l.now+int64(s.cfg.ProxyHeaderTimeout()))
 		return
 	}
+	if s.tls != nil {
+		l.startTLS(c, nil)
+		return
+	}
 	if idle := c.idle.Load(); idle > 0 {
 		l.arm(c, timerIdle, l.now+idle)
 	}

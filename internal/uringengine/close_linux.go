@@ -22,7 +22,10 @@ func (l *loop) closeConn(c *conn, err error) {
 	c.state = connstate.Closed
 	c.mu.Lock()
 	c.closed, c.writeRefused = true, true
-	if c.flags&connSending == 0 {
+	if c.tls != nil {
+		l.closeTLS(c)
+		c.out.Release() // plaintext is never in flight over TLS
+	} else if c.flags&connSending == 0 {
 		c.out.Release()
 	}
 	engine.CancelContext(c.ctx)
@@ -80,6 +83,9 @@ func (l *loop) onClose(c *conn, err error) {
 func (l *loop) retire(c *conn) {
 	c.mu.Lock()
 	c.out.Release()
+	if c.tls != nil {
+		c.tls.Out.Release()
+	}
 	c.mu.Unlock()
 	if l.conns[c.slot] == c {
 		l.conns[c.slot] = nil
@@ -99,6 +105,11 @@ func (l *loop) drain() {
 	l.closeListeners()
 	for _, c := range l.conns {
 		if c == nil || c.state == connstate.Closed {
+			continue
+		}
+		if c.tls != nil && !c.tls.Ready {
+			// The handler has not heard of it: nothing to finish.
+			l.closeConn(c, nil)
 			continue
 		}
 		c.mu.Lock()

@@ -33,6 +33,7 @@ const (
 	connOpened               // OnOpen has run
 	connEOFHeld              // the peer's FIN came behind held input, not yet decoded
 	connFrame                // a frame is started and not complete (since frameStart)
+	connTLSHold              // TLS: no receive until the handshake moves on, or ever after the FIN (tls_linux.go)
 )
 
 // Requests other goroutines (and the handler) make of the loop (conn.req).
@@ -91,6 +92,7 @@ type conn struct {
 	raddr, laddr netip.AddrPort
 	opened       int64    // loop clock at accept, for the connection's duration
 	proxied      net.Addr // client address from the PROXY header, if any
+	tls          *tlsConn // the TLS layer, nil without TLS (tls_linux.go)
 }
 
 // connCodecs are a connection's own codecs, kept apart so that the

@@ -28,7 +28,7 @@ import (
 // come, and reading is not paused (draining connections read on, to drop
 // input and see the peer's FIN).
 func (l *loop) wantRecv(c *conn) bool {
-	return c.state.Reading() && (c.flags&connPaused == 0 || l.draining)
+	return c.state.Reading() && (c.flags&connPaused == 0 || l.draining) && c.flags&connTLSHold == 0
 }
 
 func (l *loop) armRecv(c *conn) {
@@ -82,6 +82,9 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 		l.cur = nil
 	} else if c != nil {
 		switch {
+		case cqe.Res == 0 && c.tls != nil:
+			l.eofTLS(c)
+			return
 		case cqe.Res == 0:
 			l.eof(c)
 			return
@@ -113,6 +116,8 @@ func (l *loop) buffer(id uint16, data []byte) {
 	switch {
 	case l.draining:
 		c.lastRead = l.now // input after Shutdown is received and dropped
+	case c.tls != nil:
+		l.bufferTLS(c, data)
 	case c.flags&connPaused != 0 || len(c.held) > 0:
 		// Received after the pause began, before the cancellation took
 		// (the rest of a bundle, or more completions in the same batch):
@@ -288,6 +293,12 @@ func (l *loop) header(c *conn) bool {
 	if !h.Local && h.Src != nil {
 		c.proxied = h.Src
 	}
+	if l.s.tls != nil {
+		// What follows the header is the TLS stream.
+		l.startTLS(c, c.in.Bytes())
+		c.in.Reset(l.splitOf(c))
+		return false
+	}
 	if idle := c.idle.Load(); idle > 0 {
 		l.arm(c, timerIdle, l.now+idle)
 	} else {
@@ -300,6 +311,14 @@ func (l *loop) header(c *conn) bool {
 // time, until it is all decoded or the output has paused reading again;
 // then the peer's FIN, if it came behind it.
 func (l *loop) resume(c *conn) {
+	if t := c.tls; t != nil {
+		// The ciphertext waited in the TLS state; its FIN, if it came,
+		// ends the stream where Read finds it.
+		if !l.draining && t.Held() {
+			l.inputTLS(c)
+		}
+		return
+	}
 	for c.state != connstate.Closed && c.flags&connPaused == 0 && c.heldOff < len(c.held) {
 		n := min(bufSize, len(c.held)-c.heldOff)
 		chunk := c.held[c.heldOff : c.heldOff+n]

@@ -27,11 +27,13 @@ type taskKind uint8
 
 // Work other goroutines hand a loop through its queue.
 const (
-	taskKick  taskKind = iota // look at conn: queued output, Close, CloseWrite
-	taskAdopt                 // take over a connection another loop accepted
-	taskDrain                 // Shutdown began
-	taskClose                 // close everything now
-	taskAfter                 // arm a Conn.AfterFunc
+	taskKick      taskKind = iota // look at conn: queued output, Close, CloseWrite
+	taskAdopt                     // take over a connection another loop accepted
+	taskDrain                     // Shutdown began
+	taskClose                     // close everything now
+	taskAfter                     // arm a Conn.AfterFunc
+	taskTLSOutput                 // conn's handshake has output to send
+	taskTLSDone                   // conn's handshake ended
 )
 
 type task struct {
@@ -112,7 +114,8 @@ type loop struct {
 	// arm, and connections waiting for a sendmsg header.
 	dirty, rearm, sendWait []*conn
 
-	cur   *conn // the connection a bundle's buffers belong to
+	pbuf  []byte // what TLS connections decrypt into, made on first use
+	cur   *conn  // the connection a bundle's buffers belong to
 	onBuf func(id uint16, data []byte)
 
 	bytesIn, bytesOut int64
@@ -427,6 +430,10 @@ func (l *loop) runQueue() {
 			l.drain()
 		case taskClose:
 			l.closeAll()
+		case taskTLSOutput:
+			l.handshakeOutput(t.c)
+		case taskTLSDone:
+			l.handshakeDone(t.c)
 		}
 	}
 	l.spareQ = q[:0]

@@ -7,6 +7,7 @@ import (
 
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
+	"switchboard/internal/outbox"
 	"switchboard/internal/uring"
 )
 
@@ -55,13 +56,35 @@ func (l *loop) afterDispatch(c *conn, msgs int64) {
 	} else if r&reqCloseWrite != 0 {
 		c.state.CloseWrite()
 	}
-	pending := c.out.Len()
+	pending, err := l.pendingLocked(c)
 	c.mu.Unlock()
+	if err != nil {
+		l.closeConn(c, err)
+		return
+	}
 	if pending > 0 && c.flags&(connSending|connDirty|connSendWait) == 0 {
 		c.flags |= connDirty
 		l.dirty = append(l.dirty, c)
 	}
 	l.settle(c, pending)
+}
+
+// pendingLocked is the output c has to send: its outbox, or over TLS
+// what it seals into ciphertext and what waits to be. c.mu is held.
+func (l *loop) pendingLocked(c *conn) (int, error) {
+	if c.tls != nil {
+		return l.sealLocked(c)
+	}
+	return c.out.Len(), nil
+}
+
+// outOf is the outbox c sends from: its own, or over TLS the session's
+// ciphertext.
+func outOf(c *conn) *outbox.Outbox {
+	if c.tls != nil {
+		return &c.tls.Out
+	}
+	return &c.out
 }
 
 // flush starts c's send, if it has output and none in flight.
@@ -70,11 +93,12 @@ func (l *loop) flush(c *conn) {
 		return
 	}
 	c.mu.Lock()
-	if c.out.Len() == 0 {
+	o := outOf(c)
+	if o.Len() == 0 {
 		c.mu.Unlock()
 		return
 	}
-	b, more := c.out.Head()
+	b, more := o.Head()
 	sqe := (*uring.SQE)(nil)
 	if !more {
 		sqe = l.sqe()
@@ -92,7 +116,7 @@ func (l *loop) flush(c *conn) {
 		c.msg = l.freeMsgs[k-1]
 		l.freeMsgs = l.freeMsgs[:k-1]
 		m := l.arena.Msg(int(c.msg))
-		bufs, _ := c.out.Gather(l.bufs[:0], maxSendIov)
+		bufs, _ := o.Gather(l.bufs[:0], maxSendIov)
 		for _, b := range bufs {
 			m.Append(b)
 		}
@@ -130,17 +154,24 @@ func (l *loop) sent(cqe *uring.CQE, c *conn) {
 		}
 	}
 	c.mu.Lock()
+	o := outOf(c)
 	if n := int(cqe.Res); n > 0 {
-		c.out.Consume(n)
+		o.Consume(n)
 		l.bytesOut += int64(n)
-		c.st.BytesOut += int64(n)
+		if c.tls == nil {
+			c.st.BytesOut += int64(n) // over TLS, sealLocked counts plaintext
+		}
 		c.lastProgress = l.now
 	}
-	pending := c.out.Len()
-	if pending == 0 {
-		c.out.Release() // empty chunks a failed Write left behind
+	pending, err := l.pendingLocked(c)
+	if o.Len() == 0 {
+		o.Release() // empty chunks a failed Write left behind
 	}
 	c.mu.Unlock()
+	if err != nil {
+		l.closeConn(c, err)
+		return
+	}
 	if pending > 0 {
 		l.flush(c)
 	}
@@ -203,7 +234,7 @@ func (l *loop) settle(c *conn, pending int) {
 		}
 	} else if pending <= s.lowWater {
 		c.flags &^= connPaused
-		if c.held != nil || c.flags&connEOFHeld != 0 {
+		if c.held != nil || c.flags&connEOFHeld != 0 || c.tls != nil && c.tls.Held() {
 			l.resume(c)
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"switchboard/framing"
 	"switchboard/internal/engine"
 	"switchboard/internal/sockfd"
+	"switchboard/internal/tlsloop"
 	"switchboard/internal/uring"
 )
 
@@ -45,6 +46,7 @@ type server struct {
 	frameTO    int64 // ns, 0 = off
 
 	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
+	tls   *tlsloop.Config     // nil without TLS; its Limiter is shared by the loops
 
 	nconns atomic.Int64 // open connections, for MaxConns
 
@@ -87,6 +89,11 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 		frameTO:    int64(max(cfg.FrameTimeout, 0)),
 		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
 		done:       make(chan struct{}),
+	}
+	if cfg.TLS != nil {
+		if s.tls, err = tlsloop.NewServerConfig(cfg.TLS, cfg.HandshakeTimeout, cfg.MaxHandshakes); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
