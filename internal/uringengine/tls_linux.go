@@ -61,6 +61,13 @@ func (l *loop) startTLS(c *conn, rest []byte) {
 	c.tls = t
 	c.state = connstate.Header
 	l.disarm(c, timerIdle) // the handshake timeout is tlsloop's
+	if len(rest) > 0 {
+		// Counted with the PROXY header as received; the session counts
+		// it again as the plaintext it decrypts to.
+		c.mu.Lock()
+		c.st.BytesIn -= int64(len(rest))
+		c.mu.Unlock()
+	}
 	t.Start(l.s.tls, t, rest)
 }
 
