@@ -28,6 +28,7 @@ type compareFlags struct {
 	peersDir    string
 	plot        string
 	from        string
+	rate        string
 }
 
 func init() {
@@ -64,7 +65,27 @@ system C compiler; c-uring links Debian's liburing-dev), Node's net echo,
 Python asyncio on uvloop and cloudwego/netpoll. Their sources are in
 bench/peers; a peer that cannot be built or run here is skipped with the
 reason. Server CPU per message is also given as a ratio to c-epoll's,
-c-uring's and goroutine's in the same cell, for those that ran.`,
+c-uring's and goroutine's in the same cell, for those that ran.
+
+--rate R offers every server the same open-loop load instead: R messages
+per second in total, spread evenly over the cell's connections on a fixed
+schedule, as bench --rate does, latency measured from each message's due
+time. --rate R1,R2,... runs every cell at each rate. The table gives,
+per server, the offered and achieved rates, the shortfall, p50 and p99,
+server CPU per message and the CPU utilisation of the server and of the
+load generator, with server CPU per message as a ratio to the first
+of --models (the baseline) as well as to the references above. A server holds the rate when
+its median achieved rate is within 2% of the offered one. One that does
+not is marked MISSED with what fell short: the server (its CPU full),
+the load generator (its CPU full and the server's not: lower --rate),
+both, CPU contention from other processes, or the round trip (neither CPU
+full). Its CPU per message is marked *, and every ratio between two
+servers of which one did not hold the rate is marked !, since it no
+longer compares the same work.
+
+Exit status: 0; 1 when a run failed, had errors or measured nothing;
+2 for a bad command line; 3 when the runs were clean but a server did not
+hold its --rate.`,
 		Args: wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCompare(cmd, f) },
 	}
@@ -84,6 +105,7 @@ c-uring's and goroutine's in the same cell, for those that ran.`,
 	fl.StringVar(&f.peersDir, "peers-dir", "", "directory of the peers' sources (default: bench/peers of the repository around the current directory)")
 	fl.StringVar(&f.plot, "plot", "", "draw the tables as an SVG chart into FILE.svg")
 	fl.StringVar(&f.from, "from", "", "run nothing: print the tables of an earlier --json report (and --plot them)")
+	fl.StringVar(&f.rate, "rate", "", "offer every server the same open-loop load: total messages per second, or a list R1,R2,... (default: closed loop)")
 	return cmd, f
 }
 
@@ -106,6 +128,7 @@ type comparer struct {
 	targets  []target
 	cells    []cell
 	holdIdle []int
+	rates    []float64 // --rate's, in order; none for closed loop
 	stderr   io.Writer
 	skipped  []string
 	runs     []runRecord
@@ -147,7 +170,7 @@ func runCompare(cmd *cobra.Command, f *compareFlags) error {
 	cmp.printTables(out, m, sums, idles)
 	failed := ctx.Err() != nil
 	for _, r := range cmp.runs {
-		if r.Error != "" || (r.Result != nil && r.Result.Errors.Total() > 0) {
+		if r.Error != "" || (r.Result != nil && r.Result.Errors.Total() > 0) || measuredNothing(r) {
 			failed = true
 		}
 	}
@@ -169,6 +192,10 @@ func runCompare(cmd *cobra.Command, f *compareFlags) error {
 	}
 	if failed {
 		return exitError{1}
+	}
+	if missedRate(sums) {
+		fmt.Fprintln(cmp.stderr, "switchboard compare: a server did not hold its --rate (MISSED in the table)")
+		return exitError{exitTarget}
 	}
 	return nil
 }

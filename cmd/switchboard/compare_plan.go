@@ -13,18 +13,24 @@ import (
 	"switchboard/loadgen"
 )
 
-// cell is one load shape.
+// cell is one load shape. Rate, when set, is the total messages per
+// second offered on a fixed schedule (compare --rate); 0 is closed loop,
+// which is also what reports written before --rate existed hold.
 type cell struct {
-	Conns    int `json:"conns"`
-	Size     int `json:"size"`
-	Pipeline int `json:"pipeline"`
-	HoldIdle int `json:"hold_idle"`
+	Conns    int     `json:"conns"`
+	Size     int     `json:"size"`
+	Pipeline int     `json:"pipeline"`
+	HoldIdle int     `json:"hold_idle"`
+	Rate     float64 `json:"rate,omitempty"`
 }
 
 func (c cell) String() string {
 	s := fmt.Sprintf("%dx%dx%d", c.Conns, c.Size, c.Pipeline)
 	if c.HoldIdle > 0 {
 		s += fmt.Sprintf("+%didle", c.HoldIdle)
+	}
+	if c.Rate > 0 {
+		s += "@" + strconv.FormatFloat(c.Rate, 'f', -1, 64)
 	}
 	return s
 }
@@ -202,6 +208,18 @@ func newComparer(cmd *cobra.Command, f *compareFlags) (*comparer, error) {
 			}
 		}
 	}
+	if fl.Changed("rate") && strings.TrimSpace(f.rate) == "" {
+		return nil, usagef("--rate: give a rate, or leave --rate out for the closed loop")
+	}
+	if f.rate != "" {
+		if f.cells == "none" {
+			return nil, usagef("--rate needs cells to offer it to; --cells none runs only the idle-memory measurement")
+		}
+		if cmp.rates, err = parseCompareRates(f.rate); err != nil {
+			return nil, err
+		}
+		cmp.cells = withRates(cmp.cells, cmp.rates)
+	}
 	cmp.maxFrame = max(maxSize, framing.DefaultMaxFrame)
 	if cmp.codec, err = framing.Parse(f.framing, int(cmp.maxFrame)); err != nil {
 		return nil, usagef("--framing: %v", err)
@@ -243,7 +261,7 @@ func parseInts(s, flag string, lo int) ([]int, error) {
 func (cmp *comparer) config(c cell) loadgen.Config {
 	var cfg loadgen.Config
 	cmp.f.config(&cfg)
-	cfg.Conns, cfg.Size, cfg.Pipeline, cfg.Idle = c.Conns, c.Size, c.Pipeline, c.HoldIdle
+	cfg.Conns, cfg.Size, cfg.Pipeline, cfg.Idle, cfg.Rate = c.Conns, c.Size, c.Pipeline, c.HoldIdle, c.Rate
 	cfg.Codec = cmp.codec
 	cfg.Expect = loadgen.ExpectEcho
 	return cfg

@@ -28,7 +28,12 @@ type figure struct {
 
 // figures are drawn in the order of the table's columns.
 var figures = []figure{
-	{"Throughput", "messages/s", countTicks{}, func(s summary) stat { return s.MsgsPerS }},
+	{"Throughput", "messages/s", countTicks{}, func(s summary) stat {
+		if s.Fixed != nil {
+			return s.Fixed.Achieved // the rate the schedule held, beside the offered line
+		}
+		return s.MsgsPerS
+	}},
 	{"p99 latency", "p99 latency", usTicks{}, func(s summary) stat { return s.P99 }},
 	{"Server CPU per message", "server µs/message", countTicks{}, func(s summary) stat { return s.ServerCPU }},
 }
@@ -97,6 +102,12 @@ func plotCompare(path string, sums []summary, idles []idleSummary, targets []str
 				}
 				if i == 0 {
 					p.Title.Text = fmt.Sprintf("%s conns, %s, P=%d", fmtCount(float64(c.Conns)), fmtBytes(float64(c.Size)), c.Pipeline)
+					if c.Rate > 0 {
+						p.Title.Text += ", at " + fmtCount(c.Rate) + "/s"
+						if err := addOffered(p, c.Rate); err != nil {
+							return err
+						}
+					}
 					p.Title.TextStyle.Font.Size = vg.Points(9)
 				}
 				if j == 0 {
@@ -348,6 +359,20 @@ func idlePanel(idles []idleSummary, colour func(string) color.Color) (*plot.Plot
 	p.X.Min, p.X.Max = -0.5, float64(len(names))-0.5
 	p.Y.Min, p.Y.Max = 0, max(top*1.15, 1) // room for the labels
 	return p, nil
+}
+
+// addOffered draws a fixed-rate cell's offered rate across its
+// throughput panel, so a server short of it shows as a bar below the line.
+func addOffered(p *plot.Plot, rate float64) error {
+	line, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: rate}, {X: p.X.Max, Y: rate}})
+	if err != nil {
+		return err
+	}
+	line.Dashes = []vg.Length{vg.Points(3), vg.Points(2)}
+	line.Width = vg.Points(0.8)
+	p.Add(line)
+	p.Y.Max = max(p.Y.Max, rate*1.08)
+	return nil
 }
 
 // newPanel is a plot with the chart's common style.

@@ -38,6 +38,8 @@ type summary struct {
 	VsGo      float64 `json:"server_cpu_vs_goroutine,omitempty"`
 	LoadBound int     `json:"runs_load_bound"`
 	Contended int     `json:"runs_contended"`
+	// Fixed holds the figures of a fixed-rate cell (compare --rate).
+	Fixed *rateSummary `json:"fixed_rate,omitempty"`
 }
 
 // idleSummary is the idle-memory cell of a target.
@@ -124,15 +126,23 @@ type compareSettings struct {
 	Targets     []string      `json:"targets"`
 	Driver      string        `json:"driver"`
 	Workers     int           `json:"workers"`
+	// Rates is --rate's list (none for the closed loop), RateTolerance
+	// the shortfall a server may have and still hold the rate.
+	Rates         []float64 `json:"rates,omitempty"`
+	RateTolerance float64   `json:"rate_tolerance,omitempty"`
 }
 
 func (cmp *comparer) settings() compareSettings {
 	f := cmp.f
-	return compareSettings{
+	st := compareSettings{
 		Duration: f.duration, Warmup: f.warmup, Repeat: f.repeat, Framing: cmp.codec.String(),
 		Loops: f.loops, Cells: cmp.cells, Idle: f.idle, IdleScaling: f.idleScaling, HoldIdle: cmp.holdIdle,
-		Targets: cmp.targetNames(), Driver: f.driver, Workers: f.workers,
+		Targets: cmp.targetNames(), Driver: f.driver, Workers: f.workers, Rates: cmp.rates,
 	}
+	if len(cmp.rates) > 0 {
+		st.RateTolerance = loadgen.RateTolerance
+	}
+	return st
 }
 
 // summarise folds the runs into one summary per target and cell.
@@ -145,10 +155,12 @@ func (cmp *comparer) summarise() []summary {
 			for _, t := range cmp.targets {
 				s := summary{Target: t.Name, Cell: c}
 				var rate, p99, srv, load, allocs []float64
+				var mine []runRecord
 				for _, r := range cmp.runs {
 					if r.Target != t.Name || r.Cell != c {
 						continue
 					}
+					mine = append(mine, r)
 					s.Runs++
 					if r.Error != "" {
 						s.Errors++
@@ -182,12 +194,23 @@ func (cmp *comparer) summarise() []summary {
 					a := statOf(allocs)
 					s.Allocs = &a
 				}
+				if c.Rate > 0 {
+					s.Fixed = rateSummaryOf(c, mine)
+				}
 				out = append(out, s)
 			}
 		}
 	}
 	setRatios(out)
+	if len(cmp.targets) > 0 {
+		setRateRatios(out, cmp.targets[0].Name)
+	}
 	return out
+}
+
+// runningRates says whether the tables hold fixed-rate cells.
+func (cmp *comparer) runningRates() bool {
+	return slices.ContainsFunc(cmp.cells, func(c cell) bool { return c.Rate > 0 })
 }
 
 // ratioRefs are the servers whose CPU per message the others are divided
@@ -263,6 +286,10 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 		fmt.Fprintf(w, "  runs per cell: %d, servers alternated; %v measured after %v warm-up; %s framing; %s; %s\n",
 			f.repeat, f.duration, f.warmup, cmp.codec, plural(f.loops, "server loop"), fmtPlacement(m.ServerCPU, m.LoadCPU))
 		fmt.Fprintf(w, "  median (min-max); server µs/msg is the server's CPU time (user+system) per echoed message\n")
+		if cmp.runningRates() {
+			fmt.Fprintf(w, "  open loop: each cell's rate spread evenly over its connections, latency from each message's due time;\n")
+			fmt.Fprintf(w, "  a server holds the rate when its median achieved rate is within %s of the offered one\n", fmtPct(loadgen.RateTolerance))
+		}
 	} else {
 		fmt.Fprintf(w, "  runs per server: %d, servers alternated; %s; median (min-max)\n", f.repeat, fmtPlacement(m.ServerCPU, m.LoadCPU))
 	}
@@ -280,7 +307,18 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 		if s.Cell.HoldIdle != 0 && len(cmp.allHoldIdle()) > 1 {
 			continue // in the idle-scaling table
 		}
-		if i == 0 || s.Cell != lastCell {
+		if s.Fixed != nil {
+			if i == 0 || s.Cell != lastCell {
+				if tw != nil {
+					tw.Flush()
+					tw = nil
+				}
+				lastCell = s.Cell
+				printRateCell(w, sameCell(sums[i:]))
+			}
+			continue
+		}
+		if tw == nil || s.Cell != lastCell {
 			if tw != nil {
 				tw.Flush()
 			}
@@ -387,7 +425,7 @@ func (cmp *comparer) printTables(w io.Writer, m machine, sums []summary, idles [
 // replay prints the tables of an earlier compare's --json report, and
 // draws --plot from it, without running anything.
 func replay(cmd *cobra.Command, f *compareFlags) error {
-	for _, name := range []string{"json", "peers", "idle", "idle-scaling", "hold-idle", "cells", "conns", "size", "pipeline", "models", "repeat"} {
+	for _, name := range []string{"json", "peers", "idle", "idle-scaling", "hold-idle", "cells", "conns", "size", "pipeline", "models", "repeat", "rate"} {
 		if cmd.Flags().Changed(name) {
 			return usagef("--from replays a report as it was run; --%s does not apply", name)
 		}
@@ -407,7 +445,7 @@ func replay(cmd *cobra.Command, f *compareFlags) error {
 	}
 	st := rep.Settings
 	f.duration, f.warmup, f.repeat, f.loops, f.idle, f.idleScaling = st.Duration, st.Warmup, st.Repeat, st.Loops, st.Idle, st.IdleScaling
-	cmp := &comparer{f: f, stderr: cmd.ErrOrStderr(), cells: st.Cells, holdIdle: st.HoldIdle, skipped: rep.Skipped}
+	cmp := &comparer{f: f, stderr: cmd.ErrOrStderr(), cells: st.Cells, holdIdle: st.HoldIdle, skipped: rep.Skipped, rates: st.Rates}
 	if cmp.codec, err = framing.Parse(st.Framing, 0); err != nil {
 		cmp.codec = framing.Raw(0)
 	}

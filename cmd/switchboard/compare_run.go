@@ -103,6 +103,8 @@ func runLine(r runRecord, idle bool) string {
 			if s := res.Server; s != nil && res.Idle > 0 {
 				fmt.Fprintf(&b, "RSS %s per idle connection", fmtBytes(float64(s.RSSConnected-s.RSSBefore)/float64(res.Idle)))
 			}
+		} else if r.Cell.Rate > 0 {
+			rateRunLine(&b, r)
 		} else {
 			fmt.Fprintf(&b, "%s msgs/s, p99 %s", fmtCount(res.MsgsPerSec), fmtDur(res.Latency.P99))
 			if s := res.Server; s != nil {
@@ -121,6 +123,9 @@ func runLine(r runRecord, idle bool) string {
 				}
 				fmt.Fprintf(&b, " (contended: server waited %s, load %s for a CPU)", fmtDur(sw), fmtDur(res.Load.RunQueueWait))
 			}
+		}
+		if measuredNothing(r) {
+			b.WriteString(", MEASURED NOTHING")
 		}
 		if n := res.Errors.Total(); n > 0 {
 			fmt.Fprintf(&b, ", %d ERRORS: %s%s", n, res.Errors.First, res.Errors.FirstMismatch)

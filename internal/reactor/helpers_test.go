@@ -97,11 +97,7 @@ func startServer(t testing.TB, backend string, cfg engine.Config, h engine.Handl
 	go func() { ts.served <- eng.Serve(ln) }()
 	t.Cleanup(func() { ts.stop(t) })
 	if s, ok := eng.(*server); ok {
-		waitFor(t, 5*time.Second, "Serve to start", func() bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.state != serverNew
-		})
+		waitFor(t, 5*time.Second, "Serve to start", s.Started)
 	} else if x := otherEngines[backend]; x.serving != nil {
 		waitFor(t, 5*time.Second, "Serve to start", func() bool { return x.serving(eng) })
 	}
@@ -142,7 +138,7 @@ func models() []string {
 // loopOf says which loop serves c, on any engine.
 func loopOf(c engine.Conn) int {
 	if rc, ok := c.(*conn); ok {
-		return rc.l.id
+		return rc.L.ID
 	}
 	for _, x := range otherEngines {
 		if id := x.loopOf(c); id >= 0 {
@@ -155,9 +151,9 @@ func loopOf(c engine.Conn) int {
 // pendingBytes reads a connection's queued output the way its loop does.
 func pendingBytes(c engine.Conn) int {
 	if rc, ok := c.(*conn); ok {
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		return rc.out.Len()
+		rc.Mu.Lock()
+		defer rc.Mu.Unlock()
+		return rc.Out.Len()
 	}
 	for _, x := range otherEngines {
 		if n := x.pending(c); n >= 0 {

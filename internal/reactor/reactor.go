@@ -33,69 +33,25 @@
 package reactor
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
 	"switchboard/internal/poller"
-	"switchboard/internal/sockfd"
 	"switchboard/internal/tlsloop"
 )
 
-// serverState is where the engine is in its life: Serve moves it from
-// serverNew to serverServing, Shutdown or Close to serverDraining, and the
-// loops' end to serverClosed.
-type serverState uint8
-
-const (
-	serverNew serverState = iota
-	serverServing
-	serverDraining
-	serverClosed
-)
-
+// server is the engine: the shared core's server (configuration, the
+// lifecycle: Shutdown and Close are its) and the poller backend.
 type server struct {
+	loopconn.Server[connIO]
 	backend string
-	cfg     engine.Config
-	h       engine.Handler
-	log     *slog.Logger
-	stats   *engine.Stats
-	epoch   time.Time // the loops' clock counts nanoseconds from here
-
-	// Hot configuration, copied out of cfg so the loops do not chase it.
-	codec      framing.Codec
-	reply      framing.Codec // frames Writes: Config.ReplyCodec
-	overhead   int           // reply's
-	maxPending int
-	lowWater   int
-	writeLimit int
-	idle       int64 // ns, 0 = off
-	writeTO    int64 // ns, 0 = off
-	headerWait int64 // ns: engine.Config.ProxyHeaderTimeout
-	frameTO    int64 // ns, 0 = off
-
-	perIP *engine.AddrLimiter // nil without MaxConnsPerIP; shared by the loops
-	tls   *tlsloop.Config     // nil without TLS
-
-	nconns atomic.Int64 // open connections, for MaxConns
-
-	mu       sync.Mutex
-	state    serverState
-	loops    []*loop
-	lns      []net.Listener
-	local    bool          // every loop has a listener: keep what it accepts
-	deadline int64         // Shutdown's deadline on the loop clock, 0 = none
-	done     chan struct{} // closed when Serve's loops have all returned
-	fatal    error         // why a loop failed, if one did
+	tls     *tlsloop.Config // nil without TLS
+	loops   []*loop         // set by Setup, under Mu
 }
 
 // New returns an engine running h on the named poller backend ("select",
@@ -107,30 +63,11 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 		return nil, err
 	}
 	p.Close()
-	cfg.Normalize()
-	s := &server{
-		backend:    backend,
-		cfg:        cfg,
-		h:          h,
-		log:        cfg.Logger,
-		stats:      cfg.Stats,
-		epoch:      time.Now(),
-		codec:      cfg.Codec,
-		reply:      cfg.ReplyCodec,
-		overhead:   cfg.ReplyCodec.Overhead(),
-		maxPending: cfg.MaxPending,
-		lowWater:   cfg.LowWater(),
-		writeLimit: cfg.WriteLimit(),
-		idle:       int64(max(cfg.IdleTimeout, 0)),
-		writeTO:    int64(max(cfg.WriteTimeout, 0)),
-		headerWait: int64(cfg.ProxyHeaderTimeout()),
-		frameTO:    int64(max(cfg.FrameTimeout, 0)),
-		perIP:      engine.NewAddrLimiter(cfg.MaxConnsPerIP),
-		done:       make(chan struct{}),
-	}
-	if cfg.TLS != nil {
+	s := &server{backend: backend}
+	s.Init(backend, cfg, h)
+	if s.Cfg.TLS != nil {
 		var err error
-		if s.tls, err = tlsloop.NewServerConfig(cfg.TLS, cfg.HandshakeTimeout, cfg.MaxHandshakes); err != nil {
+		if s.tls, err = tlsloop.NewServerConfig(s.Cfg.TLS, s.Cfg.HandshakeTimeout, s.Cfg.MaxHandshakes); err != nil {
 			return nil, err
 		}
 	}
@@ -148,9 +85,9 @@ func Constructor(backend string) engine.Constructor {
 // LoopIterations reads each loop's histogram of iteration times, in loop
 // order; nil before Serve.
 func (s *server) LoopIterations() []engine.HistogramSnapshot {
-	s.mu.Lock()
+	s.Mu.Lock()
 	loops := s.loops
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	out := make([]engine.HistogramSnapshot, len(loops))
 	for i, l := range loops {
 		out[i] = l.iter.Snapshot()
@@ -158,57 +95,29 @@ func (s *server) LoopIterations() []engine.HistogramSnapshot {
 	return out
 }
 
-// clock reads the loops' monotonic clock.
-func (s *server) clock() int64 { return int64(time.Since(s.epoch)) }
+// Serve runs the loops over the listeners until Shutdown or Close
+// (loopconn.Server.Serve).
+func (s *server) Serve(lns ...net.Listener) error { return s.Server.Serve(s, lns) }
 
-// Serve starts the loops, gives them the listeners and blocks until they
-// have all stopped.
-func (s *server) Serve(lns ...net.Listener) error {
-	s.mu.Lock()
-	if s.state != serverNew {
-		serving := s.state == serverServing
-		s.mu.Unlock()
-		if serving {
-			return errors.New("switchboard: engine already serving")
-		}
-		closeAll(lns)
-		return engine.ErrServerClosed
-	}
+// Setup is loopconn.Loops.Setup: it builds the loops and their pollers.
+func (s *server) Setup(lns []net.Listener) error {
 	loops, err := s.setup(lns)
-	if err != nil {
-		s.state = serverClosed
-		close(s.done)
-		s.mu.Unlock()
-		closeAll(lns)
-		return err
+	if err == nil {
+		s.loops = loops
 	}
-	s.loops, s.lns, s.state = loops, lns, serverServing
-	s.mu.Unlock()
+	return err
+}
 
-	var wg sync.WaitGroup
-	for _, l := range loops {
-		wg.Go(l.run)
-	}
-	wg.Wait()
-	closeAll(lns)
-	s.mu.Lock()
-	s.state = serverClosed
-	err = s.fatal
-	s.mu.Unlock()
-	close(s.done)
-	if err != nil {
-		return err
-	}
-	return engine.ErrServerClosed
+// Run is loopconn.Loops.Run: a poller loop is ready as soon as it runs.
+func (s *server) Run(i int, ready chan<- error) {
+	ready <- nil
+	s.loops[i].run()
 }
 
 // setup builds the loops and gives listener i to loop i mod N. It runs
-// under s.mu.
+// under s.Mu.
 func (s *server) setup(lns []net.Listener) ([]*loop, error) {
-	if len(lns) == 0 {
-		return nil, errors.New("switchboard: Serve needs a listener")
-	}
-	loops := make([]*loop, s.cfg.Loops)
+	loops := make([]*loop, s.Cfg.Loops)
 	fail := func(err error) ([]*loop, error) {
 		for _, l := range loops {
 			if l != nil {
@@ -235,86 +144,14 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 			return fail(fmt.Errorf("switchboard: listener %s: %w", ln.Addr(), err))
 		}
 		l.lns = append(l.lns, li)
-		if l.spare < 0 {
-			l.spare = sockfd.OpenSpare()
-		}
+		l.OpenSpare()
 	}
-	s.local = len(lns) >= len(loops)
+	cores := make([]*loopconn.Loop[connIO], len(loops))
+	for i, l := range loops {
+		cores[i] = &l.Loop
+	}
+	s.SetLoops(cores, len(lns) >= len(loops))
 	return loops, nil
-}
-
-func closeAll(lns []net.Listener) {
-	for _, ln := range lns {
-		ln.Close()
-	}
-}
-
-// Shutdown asks every loop to drain: close its listeners, stop reading,
-// flush, send FIN, and close each connection when the peer answers with
-// its own (or after engine.LingerWait). At ctx's end whatever is left is closed.
-func (s *server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	switch s.state {
-	case serverNew:
-		s.state = serverClosed
-		close(s.done)
-		s.mu.Unlock()
-		return nil
-	case serverServing:
-		s.state = serverDraining
-		if d, ok := ctx.Deadline(); ok {
-			s.deadline = max(int64(time.Until(d))+s.clock(), 1)
-		}
-		s.broadcast(taskDrain)
-		closeAll(s.lns)
-	}
-	s.mu.Unlock()
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		s.broadcast(taskClose)
-		s.mu.Unlock()
-		<-s.done
-		return ctx.Err()
-	}
-}
-
-// Close closes the listeners and every connection now.
-func (s *server) Close() error {
-	s.mu.Lock()
-	switch s.state {
-	case serverNew:
-		s.state = serverClosed
-		close(s.done)
-	case serverServing, serverDraining:
-		s.state = serverDraining
-		s.broadcast(taskClose)
-		closeAll(s.lns)
-	}
-	s.mu.Unlock()
-	<-s.done
-	return nil
-}
-
-// fail records a loop's fatal error and takes the whole server down, so
-// Serve returns it instead of serving on fewer loops.
-func (s *server) fail(err error) {
-	s.mu.Lock()
-	if s.fatal == nil {
-		s.fatal = err
-	}
-	s.broadcast(taskClose)
-	s.mu.Unlock()
-	s.log.Error("event loop failed", "model", s.backend, "err", err)
-}
-
-// broadcast posts a task to every loop. Under s.mu.
-func (s *server) broadcast(kind taskKind) {
-	for _, l := range s.loops {
-		l.post(task{kind: kind})
-	}
 }
 
 // Backends lists the poller backends this platform runs, each a model name:

@@ -7,7 +7,7 @@ import "switchboard/internal/engine"
 // how connections spread over loops.
 func LoopOf(c engine.Conn) int {
 	if uc, ok := c.(*conn); ok {
-		return uc.l.id
+		return uc.L.ID
 	}
 	return -1
 }
@@ -19,9 +19,9 @@ func Pending(c engine.Conn) int {
 	if !ok {
 		return -1
 	}
-	uc.mu.Lock()
-	defer uc.mu.Unlock()
-	return uc.out.Len()
+	uc.Mu.Lock()
+	defer uc.Mu.Unlock()
+	return uc.Out.Len()
 }
 
 // Serving reports whether e, one of this engine's, has every loop's ring
@@ -32,17 +32,14 @@ func Serving(e engine.Engine) bool {
 	if !ok {
 		return false
 	}
-	s.mu.Lock()
+	s.Mu.Lock()
 	loops := s.loops
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	if loops == nil {
 		return false
 	}
 	for _, l := range loops {
-		l.mu.Lock()
-		started := l.started || l.stopped
-		l.mu.Unlock()
-		if !started {
+		if !l.Started() {
 			return false
 		}
 	}

@@ -4,17 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"switchboard/framing"
 	"switchboard/internal/connstate"
-	"switchboard/internal/inbuf"
-	"switchboard/internal/sockfd"
-	"switchboard/internal/timerheap"
+	"switchboard/internal/loopconn"
 	"switchboard/internal/uring"
 )
 
@@ -22,25 +17,7 @@ import (
 // concern: accept_linux.go, input_linux.go, output_linux.go,
 // close_linux.go, timer_linux.go.
 
-// taskKind says what a task asks of a loop.
-type taskKind uint8
-
-// Work other goroutines hand a loop through its queue.
-const (
-	taskKick      taskKind = iota // look at conn: queued output, Close, CloseWrite
-	taskAdopt                     // take over a connection another loop accepted
-	taskDrain                     // Shutdown began
-	taskClose                     // close everything now
-	taskAfter                     // arm a Conn.AfterFunc
-	taskTLSOutput                 // conn's handshake has output to send
-	taskTLSDone                   // conn's handshake ended
-)
-
-type task struct {
-	kind taskKind
-	c    *conn
-	a    *afterFunc
-}
+type task = loopconn.Task[connIO]
 
 // Ring sizing. The completion queue is large because one armed multishot
 // receive per connection can each post a completion in the same enter;
@@ -80,31 +57,23 @@ func splitUserData(u uint64) (kind uint64, gen, slot uint32) {
 	return u >> 56, uint32(u>>32) & 0xffffff, uint32(u)
 }
 
-// loop is one event loop. Everything in it belongs to its goroutine except
-// the queue (under mu), notified, load, ringFd and stopped.
+// loop is one event loop: the shared core and the ring that drives it.
+// Everything in it belongs to its goroutine except what the core shares
+// and ringFd.
 type loop struct {
+	loopconn.Loop[connIO]
 	s     *server
-	id    int
 	ring  *uring.Ring
 	br    *uring.BufRing
 	arena *uring.MsgArena
 	wake  *uring.Eventfd // nil when MSG_RING wakes the ring
 	cqes  []uring.CQE
-	split *framing.Splitter
-	free  *inbuf.FreeLists // split's free lists, shared by a connection's SetCodec splitter
 
-	conns     []*conn  // by slot
 	gens      []uint32 // by slot: the generation of its latest conn
 	freeSlots []uint32 // slots whose conn has closed and has nothing in flight
 	freeMsgs  []int32  // sendmsg headers not in flight
-	n         int      // connections open
 	lns       []*listener
-	timers    timerheap.Heap[*conn]
-	afters    timerheap.Heap[*afterFunc] // handler timers: AfterFunc, the tick
-	tick      *afterFunc                 // the server's tick, on loop 0 only
-	now       int64                      // loop clock at the last wake-up
 	bufs      [][]byte
-	spare     int // reserved descriptor for shedding when out of fds, -1 if none
 	bundle    bool
 	broken    bool      // the ring failed: wind up without it
 	scratch   uring.SQE // what sqe hands out once broken
@@ -118,34 +87,21 @@ type loop struct {
 	cur   *conn  // the connection a bundle's buffers belong to
 	onBuf func(id uint16, data []byte)
 
-	bytesIn, bytesOut int64
-	rr                int
-	draining, closing bool
-	closingSince      int64
-	lastWarn          int64
-
-	// Shared with other goroutines.
-	load     atomic.Int64
-	notified atomic.Bool
-	ringFd   int // for WakeRing; -1 with an eventfd
-	mu       sync.Mutex
-	queue    []task
-	spareQ   []task
-	stopped  bool
-	started  bool // the ring exists: post may wake it
+	closingSince int64
+	ringFd       int // for WakeRing; -1 with an eventfd. Set before the waker.
 }
 
 func newLoop(s *server, id int) *loop {
 	l := &loop{
 		s:      s,
-		id:     id,
 		cqes:   make([]uring.CQE, cqeBatch),
 		bufs:   make([][]byte, 0, maxSendIov),
-		spare:  -1,
 		ringFd: -1,
 	}
-	l.free = new(inbuf.FreeLists)
-	l.split = framing.NewSplitter(s.codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.free})
+	l.Init(&s.Server, l, id, connOutstanding)
+	if s.tls != nil {
+		l.ServeTLS(l)
+	}
 	l.onBuf = l.buffer
 	return l
 }
@@ -179,23 +135,17 @@ func (l *loop) setupRing() error {
 		l.armWake()
 	}
 	if len(l.lns) > 0 {
-		l.spare = sockfd.OpenSpare()
+		l.OpenSpare()
 	}
 	for _, li := range l.lns {
 		l.armAccept(li)
 	}
-	l.mu.Lock()
 	if l.wake == nil {
 		l.ringFd = r.Fd()
 	}
-	l.started = true
-	pending := len(l.queue) > 0
-	l.mu.Unlock()
-	if pending {
-		l.notified.Store(true)
-	}
-	if l.id == 0 {
-		s.log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil)
+	l.SetWaker(l)
+	if l.ID == 0 {
+		s.Log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil)
 	}
 	return nil
 }
@@ -217,10 +167,7 @@ func (l *loop) release() {
 		l.wake.Close()
 	}
 	l.releaseListeners()
-	if l.spare >= 0 {
-		unix.Close(l.spare)
-		l.spare = -1
-	}
+	l.CloseSpare()
 }
 
 func (l *loop) releaseListeners() {
@@ -232,28 +179,14 @@ func (l *loop) releaseListeners() {
 	}
 }
 
-// post queues t for the loop and wakes it. It returns false once the loop
-// has stopped. The wake-up happens under mu so that the loop cannot close
-// its ring (or eventfd) in between.
-func (l *loop) post(t task) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
-		return false
+// Wake is the loop's loopconn.Waker: a MSG_RING completion posted to
+// its ring, or a write to its eventfd. The core calls it under the queue
+// lock, so the loop cannot close the ring (or eventfd) in between.
+func (l *loop) Wake() error {
+	if l.wake != nil {
+		return l.wake.Wake()
 	}
-	l.queue = append(l.queue, t)
-	if l.started && l.notified.CompareAndSwap(false, true) {
-		var err error
-		if l.wake != nil {
-			err = l.wake.Wake()
-		} else {
-			err = uring.WakeRing(l.ringFd, userData(udWake, 0, 0), 0)
-		}
-		if err != nil {
-			l.s.log.Error("waking an io_uring loop failed", "err", err)
-		}
-	}
-	return true
+	return uring.WakeRing(l.ringFd, userData(udWake, 0, 0), 0)
 }
 
 func (l *loop) armWake() {
@@ -273,8 +206,8 @@ func (l *loop) sqe() *uring.SQE {
 		}
 		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
 			l.broken = true
-			l.s.fail(fmt.Errorf("io_uring submit: %w", err))
-			l.closeAll()
+			l.s.Fail(fmt.Errorf("io_uring submit: %w", err))
+			l.CloseAll()
 		}
 	}
 	return &l.scratch
@@ -291,22 +224,17 @@ func (l *loop) run(ready chan<- error) {
 	defer runtime.UnlockOSThread()
 	s := l.s
 	if err := l.setupRing(); err != nil {
-		l.mu.Lock()
-		l.stopped = true
-		l.mu.Unlock()
+		l.Abandon()
 		l.release()
-		ready <- fmt.Errorf("switchboard: io_uring loop %d: %w", l.id, err)
+		ready <- fmt.Errorf("switchboard: io_uring loop %d: %w", l.ID, err)
 		return
 	}
 	ready <- nil
-	if l.id == 0 && s.cfg.OnTick != nil {
-		l.now = s.clock()
-		l.startTick()
-	}
+	l.StartTick()
 	for {
 		l.beforeEnter()
 		var wait uint32 = 1
-		if l.notified.Load() {
+		if l.Notified() {
 			wait = 0
 		}
 		if l.broken {
@@ -314,10 +242,10 @@ func (l *loop) run(ready chan<- error) {
 			time.Sleep(time.Millisecond)
 		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
 			l.broken = true
-			s.fail(err)
-			l.closeAll()
+			s.Fail(err)
+			l.CloseAll()
 		}
-		l.now = s.clock()
+		l.Now = s.Clock()
 		for {
 			n := l.ring.Completions(l.cqes)
 			for i := range l.cqes[:n] {
@@ -327,19 +255,12 @@ func (l *loop) run(ready chan<- error) {
 				break
 			}
 		}
-		if l.notified.Load() {
-			l.runQueue()
+		if l.Notified() {
+			l.RunQueue()
 		}
 		l.runTimers()
-		if l.bytesIn != 0 {
-			s.stats.BytesIn.Add(l.bytesIn)
-			l.bytesIn = 0
-		}
-		if l.bytesOut != 0 {
-			s.stats.BytesOut.Add(l.bytesOut)
-			l.bytesOut = 0
-		}
-		if (l.draining || l.closing) && l.n == 0 && l.quiet() && l.stop() {
+		l.AddStats()
+		if l.Done() && l.quiet() && l.stop() {
 			return
 		}
 	}
@@ -352,9 +273,9 @@ func (l *loop) quiet() bool {
 		return true
 	}
 	if l.closingSince == 0 {
-		l.closingSince = l.now
+		l.closingSince = l.Now
 	}
-	return l.now-l.closingSince > int64(stopTimeout)
+	return l.Now-l.closingSince > int64(stopTimeout)
 }
 
 // beforeEnter keeps the promises of this iteration: buffers back to the
@@ -364,16 +285,16 @@ func (l *loop) beforeEnter() {
 	l.br.Publish()
 	for i, c := range l.dirty {
 		l.dirty[i] = nil
-		c.flags &^= connDirty
-		if c.state != connstate.Closed {
+		c.Flags &^= connDirty
+		if c.State != connstate.Closed {
 			l.flush(c)
 		}
 	}
 	l.dirty = l.dirty[:0]
 	for i, c := range l.rearm {
 		l.rearm[i] = nil
-		c.flags &^= connRearm
-		if c.state != connstate.Closed && c.flags&connRecv == 0 && l.wantRecv(c) {
+		c.Flags &^= connRearm
+		if c.State != connstate.Closed && c.Flags&connRecv == 0 && l.receiving(c) {
 			l.armRecv(c)
 		}
 	}
@@ -387,7 +308,7 @@ func (l *loop) complete(cqe *uring.CQE) {
 	case udRecv:
 		l.received(cqe, l.lookup(gen, slot))
 	case udSend:
-		l.sent(cqe, l.conns[slot])
+		l.sent(cqe, l.Conns[slot])
 	case udAccept:
 		l.accepted(cqe, l.lns[slot])
 	case udWake:
@@ -400,55 +321,20 @@ func (l *loop) complete(cqe *uring.CQE) {
 // lookup finds the open connection a completion is for, or nil if it has
 // closed since.
 func (l *loop) lookup(gen, slot uint32) *conn {
-	if int(slot) < len(l.conns) {
-		if c := l.conns[slot]; c != nil && c.gen&0xffffff == gen && c.state != connstate.Closed {
+	if int(slot) < len(l.Conns) {
+		if c := l.Conns[slot]; c != nil && c.IO.gen&0xffffff == gen && c.State != connstate.Closed {
 			return c
 		}
 	}
 	return nil
 }
 
-func (l *loop) runQueue() {
-	l.notified.Store(false)
-	l.mu.Lock()
-	q := l.queue
-	l.queue = l.spareQ[:0]
-	l.mu.Unlock()
-	for i := range q {
-		t := q[i]
-		q[i] = task{}
-		switch t.kind {
-		case taskKick:
-			if t.c.state != connstate.Closed {
-				l.afterDispatch(t.c, 0)
-			}
-		case taskAfter:
-			l.armAfter(t.a)
-		case taskAdopt:
-			l.adopt(t.c)
-		case taskDrain:
-			l.drain()
-		case taskClose:
-			l.closeAll()
-		case taskTLSOutput:
-			l.handshakeOutput(t.c)
-		case taskTLSDone:
-			l.handshakeDone(t.c)
-		}
-	}
-	l.spareQ = q[:0]
-}
-
 // stop ends the loop if no task is waiting. After it, post refuses, so a
 // connection handed over late is closed by its sender.
 func (l *loop) stop() bool {
-	l.mu.Lock()
-	if len(l.queue) > 0 {
-		l.mu.Unlock()
+	if !l.Stop() {
 		return false
 	}
-	l.stopped = true
-	l.mu.Unlock()
 	l.release()
 	return true
 }
@@ -457,20 +343,32 @@ func (l *loop) stop() bool {
 // end of an accept back-off, or a short while when waiting for the
 // kernel to finish with a closing loop's requests.
 func (l *loop) timeout() time.Duration {
-	next := l.timers.Next()
-	if a := l.afters.Next(); a >= 0 && (next < 0 || a < next) {
-		next = a
-	}
+	next := l.NextTimer()
 	for _, li := range l.lns {
 		if !li.armed && !li.closed && li.resumeAfter > 0 && (next < 0 || li.resumeAfter < next) {
 			next = li.resumeAfter
 		}
 	}
-	if (l.draining || l.closing) && l.n == 0 {
-		next = l.s.clock() + int64(10*time.Millisecond)
+	if l.Done() {
+		next = l.s.Clock() + int64(10*time.Millisecond)
 	}
 	if next < 0 {
 		return -1
 	}
-	return time.Duration(max(next-l.s.clock(), 0))
+	return time.Duration(max(next-l.s.Clock(), 0))
 }
+
+// runTimers arms again the accepts whose back-off has ended, then fires
+// the connections' and the handler's timers that are due.
+func (l *loop) runTimers() {
+	for _, li := range l.lns {
+		if !li.armed && !li.closed && li.resumeAfter > 0 && l.Now >= li.resumeAfter && !l.Draining && !l.Closing {
+			l.armAccept(li)
+		}
+	}
+	l.RunTimers()
+}
+
+// Task has no kinds of this engine's own to run: a TLS handshake's
+// reports are loopconn's (TLSEngine).
+func (l *loop) Task(task) {}
