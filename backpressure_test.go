@@ -14,7 +14,11 @@ import (
 // connection paused: Stats.Paused is exactly 1 and PendingBytes holds its
 // replies; once it hangs up both are exactly 0 again.
 func TestBackpressureGauges(t *testing.T) {
-	for _, model := range []string{switchboard.ModelGoroutine, mustResolveModel(t, "auto")} {
+	models := []string{switchboard.ModelGoroutine, mustResolveModel(t, "auto")}
+	if switchboard.CheckModel(switchboard.ModelUring) == nil {
+		models = append(models, switchboard.ModelUring)
+	}
+	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			srv, addr := start(t, model, echo,
 				switchboard.WithFraming("line", 2048),

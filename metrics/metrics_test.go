@@ -34,7 +34,7 @@ func (echo) OnClose(switchboard.Conn, error)          {}
 // metric the collector exports, exactly: one connection that echoes two
 // lines and hangs up, one that breaks the framing, one left idle.
 func TestCollectorAfterScriptedExchange(t *testing.T) {
-	for _, model := range []string{switchboard.ModelGoroutine, mustResolve(t, "auto")} {
+	for _, model := range gaugedModels(t) {
 		t.Run(model, func(t *testing.T) {
 			addr, srv := testserver.Start(t, "127.0.0.1:0", echo{},
 				switchboard.WithModel(model),
@@ -227,6 +227,17 @@ func waitClosed(t *testing.T, srv *switchboard.Server, n int64) {
 func sumCloses(c switchboard.CloseCounts) int64 {
 	return c.Peer + c.Error + c.Idle + c.WriteTimeout + c.FrameTimeout + c.SlowConsumer +
 		c.ProtocolError + c.Panic + c.Shutdown + c.Handshake
+}
+
+// gaugedModels are the models whose counting is each an engine's own:
+// the stream engine's (goroutine), the reactor's (auto) and, where the
+// kernel allows it, the io_uring engine's.
+func gaugedModels(t *testing.T) []string {
+	out := []string{switchboard.ModelGoroutine, mustResolve(t, "auto")}
+	if switchboard.CheckModel(switchboard.ModelUring) == nil {
+		out = append(out, switchboard.ModelUring)
+	}
+	return out
 }
 
 func mustResolve(t *testing.T, name string) string {

@@ -19,21 +19,14 @@ duration=${5:-5s}
 shift $(( $# < 5 ? $# : 5 ))
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=(epoll uring)
+. "$(dirname "$0")/serve.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for round in $(seq "$repeat"); do
 	for s in "${servers[@]}"; do
 		port=$(( 20000 + RANDOM % 20000 ))
-		case $s in
-		uring:*) SWITCHBOARD_URING_OPTS=${s#uring:} taskset -c 0 "$sb" serve --model uring --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
-		*) taskset -c 0 "$sb" serve --model "$s" --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
-		esac
-		pid=$!
-		for _ in $(seq 100); do
-			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-			sleep 0.05
-		done
+		start_server "$sb" "$s" "$port" "$tmp/err"
 		taskset -c 1 "$sb" bench --connect "127.0.0.1:$port" --conns "$conns" --rate "$rate" --duration "$duration" --warmup 1s \
 			--server-pid "$pid" --cpu-load none --json "$tmp/r.json" >/dev/null 2>"$tmp/bench.err" || true
 		kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -14,6 +14,7 @@
 # benchmark lock: flock /tmp/switchboard-bench.lock bench/uring/syscalls.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/serve.sh"
 sb=${1:-/tmp/sb-uring}
 conns=${2:-100}
 size=${3:-64}
@@ -34,16 +35,10 @@ for s in "${servers[@]}"; do
 		lib=""; [ "$s" = c-uring ] && lib="-luring"
 		cc -O2 -o "$tmp/$s" "$here/../peers/$s/echo.c" $lib
 		taskset -c 0 "$tmp/$s" "$port" 2>"$tmp/err" & ;;
-	uring:*)
-		SWITCHBOARD_URING_OPTS=${s#uring:} taskset -c 0 "$sb" serve --model uring --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
 	*)
-		taskset -c 0 "$sb" serve --model "$s" --loops 1 --listen "127.0.0.1:$port" 2>"$tmp/err" & ;;
+		start_server "$sb" "$s" "$port" "$tmp/err" ;;
 	esac
-	pid=$!
-	for _ in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.05
-	done
+	[ "${s#c-}" = "$s" ] || { pid=$!; wait_port "$port"; }
 	perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$tmp/perf" &
 	perfpid=$!
 	sleep 0.2

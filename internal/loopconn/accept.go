@@ -14,13 +14,14 @@ import (
 // a multishot accept: the connection and per-address limits, socket
 // options, the loop a connection goes to, and how it opens there.
 
-// Admit makes the connection for fd, accepted on li from sa, or refuses
+// Admit makes the connection for fd, accepted on listener ln (its index:
+// Server.AddListener) from sa, or refuses
 // it (a reset, counted) over MaxConns or the per-address limit and
 // returns nil. A nil sa is asked of the kernel, once the connection limit
 // has let it through: a multishot accept cannot return addresses (each
 // completion would need its own sockaddr buffer), so the completion
 // engine pays one getpeername per connection instead.
-func (l *Loop[IO]) Admit(fd int, li *sockfd.Listener, sa unix.Sockaddr) *Conn[IO] {
+func (l *Loop[IO]) Admit(fd int, ln uint16, sa unix.Sockaddr) *Conn[IO] {
 	s := l.S
 	if n := s.NConns.Add(1); s.Cfg.MaxConns > 0 && n > int64(s.Cfg.MaxConns) {
 		s.NConns.Add(-1)
@@ -29,21 +30,21 @@ func (l *Loop[IO]) Admit(fd int, li *sockfd.Listener, sa unix.Sockaddr) *Conn[IO
 		s.Log.Debug("connection refused: limit reached", "max_conns", s.Cfg.MaxConns)
 		return nil
 	}
-	c := &Conn[IO]{Fd: int32(fd), ln: li, opened: l.Now}
-	c.idle.Store(s.Idle)
-	if !li.Unix {
+	c := &Conn[IO]{L: l, Fd: int32(fd), opened: l.Now}
+	c.lnfam = ln
+	if !s.lns[ln].Unix {
 		if sa == nil {
 			sa, _ = unix.Getpeername(fd)
 		}
 		if sa != nil {
-			c.raddr, c.laddr = li.ConnAddrs(fd, sa)
+			c.setPeer(sockfd.AddrPort(sa))
 		}
-		if !s.PerIP.Acquire(c.raddr.Addr()) {
+		if !s.PerIP.Acquire(c.raddr().Addr()) {
 			s.NConns.Add(-1)
 			sockfd.Reset(fd)
 			s.Stats.Rejected.Add(1)
 			s.Stats.RejectedPerIP.Add(1)
-			s.Log.Debug("connection refused: per-address limit reached", "remote", c.raddr, "max_conns_per_ip", s.Cfg.MaxConnsPerIP)
+			s.Log.Debug("connection refused: per-address limit reached", "remote", c.raddr(), "max_conns_per_ip", s.Cfg.MaxConnsPerIP)
 			return nil
 		}
 		if s.Cfg.NoDelay {
@@ -81,7 +82,15 @@ func (l *Loop[IO]) Place(c *Conn[IO]) {
 		return
 	}
 	if !best.Post(Task[IO]{Kind: TaskAdopt, C: c}) {
-		l.Refuse(c, "server closing")
+		// best has drained and stopped since it was picked, while this
+		// loop, not yet told to drain, still accepts (one listener, an
+		// upgrade's Shutdown reaching the loops one by one): this loop
+		// takes c itself, served, or drained if it is draining by now. A
+		// reset would lose a request the client may have sent already.
+		best.Load.Add(-1)
+		l.Load.Add(1)
+		c.L = l
+		l.Eng.Adopt(c)
 	}
 }
 
@@ -91,7 +100,7 @@ func (l *Loop[IO]) Refuse(c *Conn[IO], reason any) {
 	sockfd.Reset(int(c.Fd))
 	c.L.Load.Add(-1)
 	s.NConns.Add(-1)
-	s.PerIP.Release(c.raddr.Addr())
+	s.PerIP.Release(c.raddr().Addr())
 	s.Stats.Rejected.Add(1)
 	s.Log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
 }

@@ -39,13 +39,14 @@ func (l *Loop[IO]) armAfter(a *after[IO]) {
 	if c.State == connstate.Closed || c.L != l {
 		return
 	}
-	a.next, c.afters = c.afters, a
+	r := c.loopRare()
+	a.next, r.afters = r.afters, a
 	l.afters.Set(a, 0, &a.slot, a.when)
 }
 
 // unlink takes a off its connection's list.
 func (a *after[IO]) unlink() {
-	for p := &a.c.afters; *p != nil; p = &(*p).next {
+	for p := &a.c.rare.afters; *p != nil; p = &(*p).next {
 		if *p == a {
 			*p = a.next
 			return
@@ -53,12 +54,13 @@ func (a *after[IO]) unlink() {
 	}
 }
 
-// stopAfters disarms every AfterFunc c has; c is closing.
-func (l *Loop[IO]) stopAfters(c *Conn[IO]) {
-	for a := c.afters; a != nil; a = a.next {
+// stopAfters disarms every AfterFunc of the connection whose side
+// struct r is; it is closing.
+func (l *Loop[IO]) stopAfters(r *rare[IO]) {
+	for a := r.afters; a != nil; a = a.next {
 		l.afters.Stop(&a.slot)
 	}
-	c.afters = nil
+	r.afters = nil
 }
 
 // onTick runs the server's tick; a panic in it is logged and counted

@@ -3,6 +3,7 @@
 package loopconn
 
 import (
+	"net/netip"
 	"time"
 
 	"switchboard/internal/connstate"
@@ -23,12 +24,20 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	s := l.S
 	c.State = connstate.Closed
 	c.Mu.Lock()
-	c.closed, c.writeRefused = true, true
+	var local netip.AddrPort
+	if s.Cfg.OnConnClose != nil {
+		local = c.localLocked() // while the descriptor is still open
+	}
+	c.shared |= sharedClosed | sharedWriteRefused
 	l.Eng.ReleaseLocked(c)
-	engine.CancelContext(c.ctx)
+	r := c.rare
+	if r != nil {
+		engine.CancelContext(r.ctx)
+	}
 	cst := c.St
+	l.foldMessages(c)
 	c.Mu.Unlock()
-	l.pending -= c.reported
+	l.pending -= int64(c.reported)
 	c.reported = 0
 	if c.Flags&FlagPaused != 0 {
 		c.Flags &^= FlagPaused
@@ -37,18 +46,23 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 	for k := range uint8(NumTimers) {
 		l.Disarm(c, k)
 	}
-	l.stopAfters(c)
+	if r != nil {
+		l.stopAfters(r)
+	}
 	l.Eng.CloseIO(c)
 	c.In.Reset(l.SplitOf(c))
 	l.N--
 	l.Load.Add(-1)
 	s.NConns.Add(-1)
+	// Its traffic is in Stats before its close is: a reader who has seen
+	// it close (Active, the close counters) sees every message it sent.
+	l.AddStats()
 	s.Stats.Active.Add(-1)
-	s.PerIP.Release(c.raddr.Addr())
+	s.PerIP.Release(c.raddr().Addr())
 	// Clamped: the accepting loop's clock may be a little ahead of this
 	// loop's, read earlier in its iteration.
 	engine.Closed(&s.Cfg, engine.ConnInfo{
-		Remote: c.RemoteAddr(), Local: c.LocalAddr(),
+		Remote: c.RemoteAddr(), Local: c.listener().LocalAddr(local),
 		Duration: time.Duration(max(l.Now-c.opened, 0)), Stats: cst, Err: err,
 	})
 	// A connection refused for its PROXY header never reached the

@@ -4,8 +4,6 @@ package loopconn
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"switchboard/internal/connstate"
 	"switchboard/internal/engine"
 	"switchboard/internal/outbox"
-	"switchboard/internal/sockfd"
 )
 
 // Loop-owned flags the core reads and writes (Conn.Flags). An engine
@@ -23,6 +20,7 @@ const (
 	FlagPaused uint16 = 1 << iota // reading paused: output above the high-water mark
 	FlagOpened                    // OnOpen has run
 	FlagFrame                     // a frame is started and not complete (since frameStart)
+	flagSplit                     // rare.split is the connection's frame loop (SetCodec)
 	// EngineFlag is the first flag an engine may use for itself.
 	EngineFlag
 )
@@ -37,7 +35,8 @@ const (
 	reqPartial                // the handler holds a partial frame of its own (PartialFrame)
 	reqFrameBegun             // PartialFrame(true) since the loop last looked: a new frame
 	reqIdle                   // SetIdleTimeout: re-arm the idle timer
-	reqCodec                  // SetCodec: decode what follows with codecs.next
+	reqCodec                  // SetCodec: decode what follows with rare.next
+	reqOwnIdle                // SetIdleTimeout has set rare.idle: the server's is not the one
 )
 
 // Conn is one connection, the value handlers get as an engine.Conn. Most
@@ -45,87 +44,84 @@ const (
 // goroutine; the part under Mu is what other goroutines reach through
 // Write, Close, CloseWrite and the context value.
 //
-// It is kept small because an idle connection costs exactly this struct
-// and a table slot: no read buffer (input is decoded in place, and only a
-// partial frame's leftover gets a buffer of its own, returned when empty)
-// and no output buffer (chunks come from a pool on the first Write and go
-// back once flushed).
+// An idle connection costs exactly this struct and a table slot: no read
+// buffer (input is decoded in place, and only a partial frame's leftover
+// gets a buffer of its own, returned when empty) and no output buffer
+// (chunks come from a pool on the first Write and go back once flushed).
+// So it is laid out for size: what every connection uses is here, in
+// order of alignment so that nothing is padding (208 bytes, a Go size
+// class, with either engine's IO), and what few connections use
+// (SetValue, Context, SetCodec, AfterFunc, SetIdleTimeout, a PROXY
+// header, a wildcard listener's local address, TLS) is in a side struct
+// made on first use (rare.go).
 //
 // A Conn is never reused for a new descriptor, so a stale reference held
 // by a handler can only ever see ErrConnClosed, never write into a
 // stranger's connection that happens to get the same descriptor number.
 type Conn[IO any] struct {
-	// Mu guards Out, St and the request side of the connection.
-	Mu sync.Mutex
 	// Out is the framed output not yet sent, under Mu.
-	Out          outbox.Outbox
-	sched        bool // the loop will look at this conn soon: queued, or in a callback
-	writeRefused bool // Write returns ErrConnClosed: closing, closed, or write half shut
-	closed       bool // Close and CloseWrite return ErrConnClosed too
-	value        any
-	ctx          *engine.ConnContext // made on the first Context call
-	codecs       *connCodecs         // made by SetCodec or SetReplyCodec; nil: the server's
+	Out outbox.Outbox
 	// St counts the connection's traffic, under Mu.
 	St engine.ConnStats
-
-	req  atomic.Uint32 // reqClose | reqCloseWrite | reqSlow | ...
-	idle atomic.Int64  // idle timeout, ns (0: none); the server's unless SetIdleTimeout
-
-	// Owned by the loop.
-
 	// L is the loop that owns the connection.
-	L  *Loop[IO]
-	ln *sockfd.Listener
-	// Fd is the connection's descriptor.
-	Fd int32
-	// State is where the connection is in its life.
-	State connstate.State
-	// Flags are the core's (Flag*) and the engine's own.
-	Flags uint16
-	// Timer holds the positions of the connection's timers in L.Timers.
-	Timer [NumTimers]int32
+	L    *Loop[IO]
+	rare *rare[IO] // made on first use, never replaced (rare.go)
 	// In is the frame loop's state: a partial frame between reads, else
 	// empty.
-	In     framing.Accumulator
-	split  *framing.Splitter // after SetCodec; nil: the loop's
-	afters *after[IO]        // armed AfterFuncs, linked through next
+	In framing.Accumulator
 	// LastRead is the loop clock at the last read that returned data.
 	LastRead int64
 	// LastProgress is the loop clock at the last write progress while
 	// output was outstanding.
 	LastProgress int64
 	frameStart   int64 // loop clock when the frame now partial began (FlagFrame)
-	reported     int64 // pending output last added to Stats.PendingBytes
 	opened       int64 // loop clock at accept, for the connection's duration
-	raddr, laddr netip.AddrPort
-	proxied      net.Addr // client address from the PROXY header, if any
 
-	// IO is the engine's own state for the connection.
+	// Mu guards Out, St, shared and rare's shared fields.
+	Mu  sync.Mutex
+	req atomic.Uint32 // reqClose | reqCloseWrite | reqSlow | ...
+	// Fd is the connection's descriptor.
+	Fd int32
+	// Timer holds the positions of the connection's timers in L.Timers.
+	Timer [NumTimers]int32
+	// msgsFolded is the low 32 bits of St.MessagesOut the loop has
+	// counted (under Mu); 32 bits keep the struct in its size class, and
+	// fewer than 2^32 Writes come between two folds.
+	msgsFolded uint32
+	// reported is the pending output last added to Stats.PendingBytes,
+	// saturated at 2 GiB (only a MaxPending over 1 GiB reaches it): four
+	// bytes, beside msgsFolded, keep the struct at 208.
+	reported int32
+
+	// IO is the engine's own state for the connection. It sits between
+	// the four-byte fields and the small ones, so four bytes of it cost
+	// nothing.
 	IO IO
+
+	// Flags are the core's (Flag*) and the engine's own; the loop's.
+	Flags  uint16
+	peer   // the peer's address, written once at accept (peer.go)
+	State  connstate.State
+	shared uint8 // sharedSched | sharedWriteRefused | sharedClosed, under Mu
 }
 
-// connCodecs are a connection's own codecs, kept apart so that the
-// connections that never change codec carry one nil pointer for them.
-type connCodecs struct {
-	reply framing.Codec // frames Writes; nil: the server's
-	next  framing.Codec // SetCodec waiting for the loop (reqCodec)
-}
-
-// codecsLocked returns c.codecs, making it if need be. Under Mu.
-func (c *Conn[IO]) codecsLocked() *connCodecs {
-	if c.codecs == nil {
-		c.codecs = new(connCodecs)
-	}
-	return c.codecs
-}
+// Bits of Conn.shared, under Mu.
+const (
+	// The loop will look at this conn soon: queued, or in a callback.
+	sharedSched uint8 = 1 << iota
+	// Write returns ErrConnClosed: closing, closed, or write half shut.
+	sharedWriteRefused
+	// Close and CloseWrite return ErrConnClosed too.
+	sharedClosed
+)
 
 // kickUnlock makes sure the loop will look at c, from any goroutine, and
 // releases c.Mu, which the caller holds. The post to the loop comes after
 // unlocking: under Mu it would nest the loop's queue lock inside it for
 // no benefit.
 func (c *Conn[IO]) kickUnlock() {
-	post := !c.sched
-	c.sched = true
+	post := c.shared&sharedSched == 0
+	c.shared |= sharedSched
 	c.Mu.Unlock()
 	if post {
 		c.L.Post(Task[IO]{Kind: TaskKick, C: c})
@@ -133,14 +129,14 @@ func (c *Conn[IO]) kickUnlock() {
 }
 
 // Write frames msg into the outbox. On the loop's own goroutine, inside a
-// callback, c.sched is already set: the write is a copy into a pooled
-// chunk under an uncontended mutex, and the loop flushes once after the
-// callback batch. From another goroutine the first write after a flush
-// posts c to the loop.
+// callback, the conn is marked scheduled already: the write is a copy
+// into a pooled chunk under an uncontended mutex, and the loop flushes
+// once after the callback batch. From another goroutine the first write
+// after a flush posts c to the loop.
 func (c *Conn[IO]) Write(msg []byte) error {
 	s := c.L.S
 	c.Mu.Lock()
-	if c.writeRefused {
+	if c.shared&sharedWriteRefused != 0 {
 		c.Mu.Unlock()
 		return engine.ErrConnClosed
 	}
@@ -151,8 +147,8 @@ func (c *Conn[IO]) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	codec, overhead := s.Reply, s.overhead
-	if c.codecs != nil && c.codecs.reply != nil {
-		codec = c.codecs.reply
+	if c.rare != nil && c.rare.reply != nil {
+		codec = c.rare.reply
 		overhead = codec.Overhead()
 	}
 	t := c.Out.Reserve(len(msg) + overhead)
@@ -165,8 +161,10 @@ func (c *Conn[IO]) Write(msg []byte) error {
 		return c.slowLocked()
 	}
 	c.Out.Commit(b)
+	// Counted here, under the lock, and into Stats by the loop
+	// (foldMessages): a shared atomic per Write would be a cache line
+	// every loop writes.
 	c.St.MessagesOut++
-	s.Stats.MessagesOut.Add(1)
 	c.kickUnlock()
 	return nil
 }
@@ -174,7 +172,7 @@ func (c *Conn[IO]) Write(msg []byte) error {
 // slowLocked refuses a Write that would pass WriteLimit and has the loop
 // close the connection for it. It unlocks c.Mu.
 func (c *Conn[IO]) slowLocked() error {
-	c.writeRefused = true
+	c.shared |= sharedWriteRefused
 	c.req.Or(reqSlow)
 	c.kickUnlock()
 	return engine.ErrSlowConsumer
@@ -190,11 +188,11 @@ func (c *Conn[IO]) CloseWrite() error { return c.request(reqCloseWrite) }
 
 func (c *Conn[IO]) request(r uint32) error {
 	c.Mu.Lock()
-	if c.closed {
+	if c.shared&sharedClosed != 0 {
 		c.Mu.Unlock()
 		return engine.ErrConnClosed
 	}
-	c.writeRefused = true
+	c.shared |= sharedWriteRefused
 	c.req.Or(r)
 	c.kickUnlock()
 	return nil
@@ -210,21 +208,13 @@ func (c *Conn[IO]) PartialFrame(started bool) {
 	}
 }
 
-// LocalAddr is built on demand (sockfd.Listener.LocalAddr says why).
-func (c *Conn[IO]) LocalAddr() net.Addr { return c.ln.LocalAddr(c.laddr) }
-
-// RemoteAddr is the PROXY header's client address when there was one.
-func (c *Conn[IO]) RemoteAddr() net.Addr {
-	if c.proxied != nil {
-		return c.proxied
-	}
-	return c.ln.RemoteAddr(c.raddr)
-}
-
 // Value returns the value last stored with SetValue.
 func (c *Conn[IO]) Value() any {
 	c.Mu.Lock()
-	v := c.value
+	var v any
+	if c.rare != nil {
+		v = c.rare.value
+	}
 	c.Mu.Unlock()
 	return v
 }
@@ -232,14 +222,14 @@ func (c *Conn[IO]) Value() any {
 // SetValue stores one value with the connection.
 func (c *Conn[IO]) SetValue(v any) {
 	c.Mu.Lock()
-	c.value = v
+	c.rareLocked().value = v
 	c.Mu.Unlock()
 }
 
 // Context is made on first use and cancelled by Loop.Close.
 func (c *Conn[IO]) Context() context.Context {
 	c.Mu.Lock()
-	ctx := engine.GetContext(&c.ctx, c.closed)
+	ctx := engine.GetContext(&c.rareLocked().ctx, c.shared&sharedClosed != 0)
 	c.Mu.Unlock()
 	return ctx
 }
@@ -256,9 +246,10 @@ func (c *Conn[IO]) Stats() engine.ConnStats {
 // SetIdleTimeout stores the timeout and has the loop re-arm the idle
 // timer after the callback batch (or at once, from another goroutine).
 func (c *Conn[IO]) SetIdleTimeout(d time.Duration) {
-	c.idle.Store(int64(max(d, 0)))
 	c.Mu.Lock()
-	if c.closed {
+	c.rareLocked().idle = int64(max(d, 0))
+	c.req.Or(reqOwnIdle)
+	if c.shared&sharedClosed != 0 {
 		c.Mu.Unlock()
 		return
 	}
@@ -266,9 +257,25 @@ func (c *Conn[IO]) SetIdleTimeout(d time.Duration) {
 	c.kickUnlock()
 }
 
-// IdleTimeout is the connection's idle timeout in nanoseconds, 0 for
-// none.
-func (c *Conn[IO]) IdleTimeout() int64 { return c.idle.Load() }
+// idleTimeout is c's idle timeout in nanoseconds, 0 for none: the
+// server's, without a lock, unless SetIdleTimeout gave c its own.
+func (c *Conn[IO]) idleTimeout() int64 {
+	if c.req.Load()&reqOwnIdle == 0 {
+		return c.L.S.Idle
+	}
+	c.Mu.Lock()
+	d := c.rare.idle
+	c.Mu.Unlock()
+	return d
+}
+
+// idleTimeoutLocked is idleTimeout with c.Mu held.
+func (c *Conn[IO]) idleTimeoutLocked() int64 {
+	if c.req.Load()&reqOwnIdle == 0 {
+		return c.L.S.Idle
+	}
+	return c.rare.idle
+}
 
 // SetCodec takes effect at the next message boundary: the loop checks
 // reqCodec between messages, so bytes already received are decoded with
@@ -278,10 +285,10 @@ func (c *Conn[IO]) SetCodec(codec framing.Codec) {
 		return
 	}
 	c.Mu.Lock()
-	cs := c.codecsLocked()
-	cs.reply, cs.next = codec, codec
+	r := c.rareLocked()
+	r.reply, r.next = codec, codec
 	c.req.Or(reqCodec)
-	if c.closed {
+	if c.shared&sharedClosed != 0 {
 		c.Mu.Unlock()
 		return
 	}
@@ -294,7 +301,7 @@ func (c *Conn[IO]) SetReplyCodec(codec framing.Codec) {
 		return
 	}
 	c.Mu.Lock()
-	c.codecsLocked().reply = codec
+	c.rareLocked().reply = codec
 	c.Mu.Unlock()
 }
 
@@ -318,7 +325,7 @@ func (c *Conn[IO]) CountIn(n int) {
 // not post it to the loop: the batch's end flushes.
 func (c *Conn[IO]) BeginCallbacks() {
 	c.Mu.Lock()
-	c.sched = true
+	c.shared |= sharedSched
 	c.Mu.Unlock()
 }
 
@@ -326,9 +333,6 @@ func (c *Conn[IO]) BeginCallbacks() {
 // is going (a drain).
 func (c *Conn[IO]) RefuseWrites() {
 	c.Mu.Lock()
-	c.writeRefused = true
+	c.shared |= sharedWriteRefused
 	c.Mu.Unlock()
 }
-
-// Raddr is the socket's peer address (not the PROXY header's).
-func (c *Conn[IO]) Raddr() netip.AddrPort { return c.raddr }

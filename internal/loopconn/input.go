@@ -22,7 +22,7 @@ import (
 // follow).
 func (l *Loop[IO]) Deliver(c *Conn[IO], n int) (msgs int64, ok bool) {
 	c.Mu.Lock()
-	c.sched = true
+	c.shared |= sharedSched
 	c.St.BytesIn += int64(n)
 	c.Mu.Unlock()
 	if c.State == connstate.Header && !l.header(c) {
@@ -65,14 +65,14 @@ func (l *Loop[IO]) FrameCheck(c *Conn[IO], delivered bool) {
 // the old codec's progress means nothing to the new one.
 func (l *Loop[IO]) switchCodec(c *Conn[IO]) *framing.Splitter {
 	c.Mu.Lock()
-	var codec framing.Codec
-	if c.codecs != nil {
-		codec, c.codecs.next = c.codecs.next, nil
-	}
+	r := c.rareLocked()
+	codec := r.next
+	r.next = nil
 	c.req.And(^uint32(reqCodec))
 	c.Mu.Unlock()
 	if codec != nil {
-		c.split = framing.NewSplitter(codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
+		r.split = framing.NewSplitter(codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
+		c.Flags |= flagSplit
 		c.In.Skip(0)
 	}
 	return l.SplitOf(c)
@@ -145,7 +145,9 @@ func (l *Loop[IO]) header(c *Conn[IO]) bool {
 	}
 	c.In.Skip(n)
 	if !h.Local && h.Src != nil {
-		c.proxied = h.Src
+		c.Mu.Lock()
+		c.rareLocked().proxied = h.Src
+		c.Mu.Unlock()
 	}
 	if l.tls != nil {
 		// What follows the header is the TLS stream. It was counted in
@@ -217,8 +219,9 @@ func (l *Loop[IO]) PeerEOF(c *Conn[IO]) {
 // closed.
 func (l *Loop[IO]) BeginFlush(c *Conn[IO], msgs int64) bool {
 	c.Mu.Lock()
-	c.sched = false
+	c.shared &^= sharedSched
 	c.St.MessagesIn += msgs
+	l.foldMessages(c)
 	r := c.req.Load()
 	if r&reqIdle != 0 {
 		c.req.And(^uint32(reqIdle))

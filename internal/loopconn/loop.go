@@ -4,6 +4,7 @@ package loopconn
 
 import (
 	"crypto/tls"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/connstate"
+	"switchboard/internal/engine"
 	"switchboard/internal/inbuf"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/timerheap"
@@ -158,7 +160,11 @@ type Loop[IO any] struct {
 	// BytesIn and BytesOut are added to the server's Stats once per
 	// iteration (AddStats).
 	BytesIn, BytesOut int64
+	messagesOut       int64 // Writes folded in from the connections, likewise
 	pending, paused   int64 // changes to Stats.PendingBytes and Paused, likewise
+	// iter is the histogram of this loop's iterations (a wake-up with
+	// work to the next wait); only the loop writes it.
+	iter engine.Histogram
 	// Spare is a descriptor held in reserve for shedding connections when
 	// the process runs out (Shed), -1 if none.
 	Spare int
@@ -186,6 +192,7 @@ type Loop[IO any] struct {
 func (l *Loop[IO]) Init(s *Server[IO], eng Engine[IO], id int, outstanding uint16) {
 	l.S, l.Eng, l.ID, l.outstanding = s, eng, id, outstanding
 	l.Spare = -1
+	l.iter.Bounds = engine.IterationBounds[:]
 	l.Free = new(inbuf.FreeLists)
 	l.Split = framing.NewSplitter(s.Codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
 }
@@ -214,6 +221,13 @@ func (l *Loop[IO]) Started() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.waker != nil || l.stopped
+}
+
+// Stopped reports whether the loop has ended (Stop, Abandon).
+func (l *Loop[IO]) Stopped() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
 }
 
 // Post queues t for the loop and wakes it. It returns false once the loop
@@ -278,8 +292,8 @@ func (l *Loop[IO]) RunQueue() {
 }
 
 // Stop ends the loop if no task is waiting, and reports whether it did.
-// After it, Post refuses, so a connection handed over late is closed by
-// its sender.
+// After it, Post refuses, so a connection handed over late stays with its
+// sender (Place).
 func (l *Loop[IO]) Stop() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -301,8 +315,8 @@ func (l *Loop[IO]) Abandon() {
 // or Close.
 func (l *Loop[IO]) Done() bool { return (l.Draining || l.Closing) && l.N == 0 }
 
-// AddStats adds the bytes counted since the last call to the server's
-// Stats: a few shared atomics per iteration, not per message.
+// AddStats adds what the loop counted since the last call to the
+// server's Stats: a few shared atomics per iteration, not per message.
 func (l *Loop[IO]) AddStats() {
 	st := l.S.Stats
 	if l.BytesIn != 0 {
@@ -312,6 +326,10 @@ func (l *Loop[IO]) AddStats() {
 	if l.BytesOut != 0 {
 		st.BytesOut.Add(l.BytesOut)
 		l.BytesOut = 0
+	}
+	if l.messagesOut != 0 {
+		st.MessagesOut.Add(l.messagesOut)
+		l.messagesOut = 0
 	}
 	if l.pending != 0 {
 		st.PendingBytes.Add(l.pending)
@@ -323,14 +341,32 @@ func (l *Loop[IO]) AddStats() {
 	}
 }
 
+// foldMessages counts the frames c's Writes queued since the loop last
+// looked; the caller holds c.Mu. Every Write is followed by a flush on
+// the loop (the callback batch's, or the kick's), and by a close at the
+// latest, so each is counted once, by the iteration that writes it out.
+func (l *Loop[IO]) foldMessages(c *Conn[IO]) {
+	if d := uint32(c.St.MessagesOut) - c.msgsFolded; d != 0 {
+		l.messagesOut += int64(d)
+		c.msgsFolded = uint32(c.St.MessagesOut)
+	}
+}
+
+// Iterated counts a loop iteration that began at start (loop clock) and
+// ends now in the loop's histogram; engines call it for iterations that
+// had work, not for a wake-up on a timeout with nothing due.
+func (l *Loop[IO]) Iterated(start int64) {
+	l.iter.Observe(time.Duration(l.S.Clock() - start))
+}
+
 // Backpressure weighs c's pending output after a flush: it updates the
 // Stats.PendingBytes the loop reports, and pauses reading above the
 // high-water mark or resumes it at the low. It returns +1 when reading
 // has just paused, -1 when it has just resumed, else 0.
 func (l *Loop[IO]) Backpressure(c *Conn[IO], pending int) int {
-	if d := int64(pending) - c.reported; d != 0 {
-		l.pending += d
-		c.reported = int64(pending)
+	if r := int32(min(pending, math.MaxInt32)); r != c.reported {
+		l.pending += int64(r) - int64(c.reported)
+		c.reported = r
 	}
 	if c.Flags&FlagPaused == 0 {
 		if pending > l.S.MaxPending {
@@ -402,8 +438,8 @@ func (l *Loop[IO]) Warnf(msg string, args ...any) {
 // SplitOf is the frame loop c decodes with: the loop's, unless the
 // handler switched codecs.
 func (l *Loop[IO]) SplitOf(c *Conn[IO]) *framing.Splitter {
-	if c.split != nil {
-		return c.split
+	if c.Flags&flagSplit != 0 {
+		return c.rare.split
 	}
 	return l.Split
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -87,7 +88,8 @@ func rig(t *testing.T, cfg engine.Config) (*Loop[fakeIO], *fake, *recorder, *Con
 	l.SetWaker(f)
 	s.SetLoops([]*Loop[fakeIO]{l}, true)
 	l.Now = s.Clock()
-	c := l.Admit(-1, &sockfd.Listener{Unix: true}, nil)
+	ln, _ := s.AddListener(&sockfd.Listener{Unix: true})
+	c := l.Admit(-1, ln, nil)
 	if c == nil {
 		t.Fatal("Admit refused the first connection")
 	}
@@ -234,10 +236,56 @@ func TestMaxConns(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	if c := l.Admit(fd, &sockfd.Listener{Unix: true}, nil); c != nil {
+	if c := l.Admit(fd, 0, nil); c != nil {
 		t.Fatal("Admit let a connection past MaxConns")
 	}
 	if r, n := l.S.Stats.Rejected.Load(), l.S.NConns.Load(); r != 1 || n != 1 {
 		t.Fatalf("rejected %d, open %d", r, n)
+	}
+}
+
+// TestConnSize: a connection is what an idle connection costs, so it
+// stays in the 208-byte size class with an engine's IO of up to four
+// bytes (the reactor has none, the completion engine a slot number).
+func TestConnSize(t *testing.T) {
+	for name, size := range map[string]uintptr{
+		"no IO":        unsafe.Sizeof(Conn[struct{}]{}),
+		"four-byte IO": unsafe.Sizeof(Conn[struct{ slot uint32 }]{}),
+	} {
+		if size > 208 {
+			t.Errorf("Conn with %s is %d bytes, want at most 208", name, size)
+		}
+	}
+}
+
+// TestMessagesOutBatched: Writes count on the connection at once and into
+// Stats.MessagesOut only when the loop adds its iteration's counts, each
+// exactly once however many flushes see it; a connection closed with
+// Writes not yet flushed has them counted before its close is.
+func TestMessagesOutBatched(t *testing.T) {
+	l, _, _, c := rig(t, engine.Config{Codec: framing.Line(64)})
+	st := l.S.Stats
+	c.Write([]byte("a")) // from outside a callback: a kick would follow
+	c.Write([]byte("b"))
+	if got := c.Stats().MessagesOut; got != 2 {
+		t.Fatalf("connection counted %d Writes, want 2", got)
+	}
+	if got := st.MessagesOut.Load(); got != 0 {
+		t.Fatalf("Stats counted %d Writes before the loop flushed", got)
+	}
+	l.Eng.Flush(c, 0)
+	l.Eng.Flush(c, 0) // nothing new
+	l.AddStats()
+	if got := st.MessagesOut.Load(); got != 2 {
+		t.Fatalf("after the iteration: Stats.MessagesOut %d, want 2", got)
+	}
+	c.Write([]byte("c"))
+	l.Close(c, nil)
+	if got, active := st.MessagesOut.Load(), st.Active.Load(); got != 3 || active != 0 {
+		t.Fatalf("after the close: Stats.MessagesOut %d, Active %d; want 3, 0", got, active)
+	}
+	l.AddStats()
+	if got := st.MessagesOut.Load(); got != 3 {
+		t.Fatalf("counted twice: Stats.MessagesOut %d, want 3", got)
 	}
 }

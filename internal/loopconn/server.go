@@ -10,6 +10,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/sockfd"
 )
 
 // Server is what the loops of one server share: the configuration they
@@ -55,7 +56,8 @@ type Server[IO any] struct {
 
 	// Set before the loops run, read-only after.
 	loops []*Loop[IO]
-	local bool // every loop has a listener: keep what it accepts
+	local bool               // every loop has a listener: keep what it accepts
+	lns   []*sockfd.Listener // by index: Conn.lnfam (AddListener)
 }
 
 // SetLoops records the loops, before they run (Loops.Setup); local says
@@ -87,6 +89,20 @@ func (s *Server[IO]) Init(model string, cfg engine.Config, h engine.Handler) {
 	s.HeaderWait = int64(cfg.ProxyHeaderTimeout())
 	s.FrameTO = int64(max(cfg.FrameTimeout, 0))
 	s.PerIP = engine.NewAddrLimiter(cfg.MaxConnsPerIP)
+}
+
+// LoopIterations reads each loop's histogram of iteration times
+// (Loop.Iterated), in loop order; nil before Serve. It makes every
+// engine on the core an engine.LoopIterationser.
+func (s *Server[IO]) LoopIterations() []engine.HistogramSnapshot {
+	s.Mu.Lock()
+	loops := s.loops
+	s.Mu.Unlock()
+	out := make([]engine.HistogramSnapshot, len(loops))
+	for i, l := range loops {
+		out[i] = l.iter.Snapshot()
+	}
+	return out
 }
 
 // Clock reads the loops' monotonic clock.

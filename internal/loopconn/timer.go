@@ -113,7 +113,7 @@ func (l *Loop[IO]) RunTimers() {
 				l.Close(c, engine.ErrHalfCloseTimeout)
 				continue
 			}
-			idle := c.idle.Load()
+			idle := c.idleTimeout()
 			if idle <= 0 {
 				l.Disarm(c, TimerIdle) // SetIdleTimeout(0) since it was armed
 				continue
@@ -157,11 +157,12 @@ func (l *Loop[IO]) RunTimers() {
 // rearmIdle applies SetIdleTimeout: the idle timer counts from the last
 // read with the new timeout, or stops. In Header, PeerShut and while
 // draining the idle entry is another deadline, which it leaves alone.
+// Under c.Mu (BeginFlush).
 func (l *Loop[IO]) rearmIdle(c *Conn[IO]) {
 	if l.Draining || c.State == connstate.Header || c.State == connstate.PeerShut || c.State == connstate.Closed {
 		return
 	}
-	if idle := c.idle.Load(); idle > 0 {
+	if idle := c.idleTimeoutLocked(); idle > 0 {
 		l.Arm(c, TimerIdle, c.LastRead+idle)
 	} else {
 		l.Disarm(c, TimerIdle)
@@ -171,7 +172,7 @@ func (l *Loop[IO]) rearmIdle(c *Conn[IO]) {
 // ArmIdle starts c's idle timer from now with its idle timeout, or stops
 // it with none: c has just opened.
 func (l *Loop[IO]) ArmIdle(c *Conn[IO]) {
-	if idle := c.idle.Load(); idle > 0 {
+	if idle := c.idleTimeout(); idle > 0 {
 		l.Arm(c, TimerIdle, l.Now+idle)
 	} else {
 		l.Disarm(c, TimerIdle)

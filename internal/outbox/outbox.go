@@ -13,15 +13,17 @@ package outbox
 import "sync"
 
 // Outbox is one connection's pending output. The zero value is empty.
+// Every connection of an event loop carries one, idle or not, so it is
+// three words: how much of the head chunk is written lives in the chunk.
 type Outbox struct {
 	head, tail *chunk
-	off        int // bytes of head already written
 	n          int // bytes queued and not yet written
 }
 
 type chunk struct {
 	b    []byte
 	next *chunk
+	off  int // bytes of b already written, when this is the head
 }
 
 // Chunk sizes. The first chunk is small, since most replies are; later
@@ -80,7 +82,7 @@ func (o *Outbox) Head() (b []byte, more bool) {
 	if o.head == nil {
 		return nil, false
 	}
-	return o.head.b[o.off:], o.head.next != nil
+	return o.head.b[o.head.off:], o.head.next != nil
 }
 
 // Gather appends the unwritten bytes of up to max chunks to bufs, in
@@ -90,7 +92,7 @@ func (o *Outbox) Gather(bufs [][]byte, max int) ([][]byte, int) {
 	for k := o.head; k != nil && max > 0; k = k.next {
 		b := k.b
 		if k == o.head {
-			b = b[o.off:]
+			b = b[k.off:]
 		}
 		bufs = append(bufs, b)
 		total += len(b)
@@ -104,9 +106,9 @@ func (o *Outbox) Consume(n int) {
 	o.n -= n
 	for n > 0 {
 		h := o.head
-		left := len(h.b) - o.off
+		left := len(h.b) - h.off
 		if n < left {
-			o.off += n
+			h.off += n
 			return
 		}
 		n -= left
@@ -114,7 +116,7 @@ func (o *Outbox) Consume(n int) {
 	}
 	// Chunks emptied exactly, or left empty by a message Reserve made
 	// room for and nobody committed, are dropped too.
-	for o.head != nil && len(o.head.b) == o.off {
+	for o.head != nil && len(o.head.b) == o.head.off {
 		o.popHead()
 	}
 }
@@ -133,7 +135,7 @@ func (o *Outbox) popHead() {
 	if o.head == nil {
 		o.tail = nil
 	}
-	o.off = 0
+	h.off = 0
 	h.next = nil
 	h.b = h.b[:0]
 	switch cap(h.b) {

@@ -44,7 +44,7 @@ func (l *loop) accept(li *listener) {
 				return
 			}
 		}
-		if c := l.Admit(fd, &li.Listener, sa); c != nil {
+		if c := l.Admit(fd, li.id, sa); c != nil {
 			l.Place(c)
 		}
 	}

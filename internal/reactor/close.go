@@ -10,7 +10,7 @@ import "golang.org/x/sys/unix"
 // ReleaseLocked drops c's output as it closes: its TLS state (with a
 // close_notify when the stream is at a record boundary) and its outbox.
 func (l *loop) ReleaseLocked(c *conn) {
-	if c.IO.tls != nil {
+	if c.Flags&connTLS != 0 {
 		l.closeTLS(c)
 	}
 	c.Out.Release()

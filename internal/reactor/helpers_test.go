@@ -16,6 +16,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
 )
 
 func TestMain(m *testing.M) {
@@ -112,6 +113,8 @@ type otherEngine struct {
 	loopOf  func(engine.Conn) int // which loop serves a connection
 	pending func(engine.Conn) int // its queued output
 	serving func(engine.Engine) bool
+	drain   func(engine.Engine, int) bool // drain one loop only
+	stopped func(engine.Engine, int) bool // that loop has ended
 }
 
 var otherEngines = map[string]otherEngine{}
@@ -161,6 +164,26 @@ func pendingBytes(c engine.Conn) int {
 		}
 	}
 	panic(fmt.Sprintf("pendingBytes: unknown connection type %T", c))
+}
+
+// drainLoop drains loop i alone, on any engine, and waits until it has
+// ended (it has no connections, so it ends at once).
+func drainLoop(t testing.TB, eng engine.Engine, backend string, i int) {
+	t.Helper()
+	var drain, stopped func(engine.Engine, int) bool
+	if s, ok := eng.(*server); ok {
+		s.Mu.Lock()
+		l := s.loops[i]
+		s.Mu.Unlock()
+		drain = func(engine.Engine, int) bool { return l.Post(loopconn.Task[connIO]{Kind: loopconn.TaskDrain}) }
+		stopped = func(engine.Engine, int) bool { return l.Stopped() }
+	} else if x := otherEngines[backend]; x.drain != nil {
+		drain, stopped = x.drain, x.stopped
+	}
+	if drain == nil || !drain(eng, i) {
+		t.Fatalf("%s: cannot drain loop %d", backend, i)
+	}
+	waitFor(t, 5*time.Second, "the drained loop to end", func() bool { return stopped(eng, i) })
 }
 
 func (ts *testServer) stop(t testing.TB) {

@@ -16,7 +16,7 @@ import (
 // peer's FIN) is loopconn's; this file decides where each read lands.
 
 func (l *loop) readable(c *conn) {
-	if c.IO.tls != nil {
+	if c.Flags&connTLS != 0 {
 		l.readableTLS(c)
 		return
 	}

@@ -3,8 +3,10 @@
 package reactor
 
 import (
+	"fmt"
 	"net"
 
+	"switchboard/internal/loopconn"
 	"switchboard/internal/sockfd"
 )
 
@@ -12,6 +14,7 @@ import (
 // the loop's own state for it.
 type listener struct {
 	sockfd.Listener
+	id uint16 // in the server's table (loopconn.Server.AddListener)
 	// Accepting pauses after running out of descriptors with no spare
 	// left to shed the backlog with.
 	paused      bool
@@ -25,3 +28,7 @@ func newListener(ln net.Listener) (*listener, error) {
 	}
 	return &listener{Listener: *li}, nil
 }
+
+// errTooManyListeners refuses a Serve with more listeners than a
+// connection can name.
+var errTooManyListeners = fmt.Errorf("switchboard: at most %d listeners", loopconn.MaxListeners)

@@ -41,10 +41,6 @@ type loop struct {
 	vw     rawio.VecWriter
 	bufs   [][]byte // scratch for writev
 
-	// iter is this loop's histogram of iteration times (wake-up to the
-	// next wait); only the loop writes it.
-	iter engine.Histogram
-
 	busy      bool // the last Wait returned events
 	pollFirst bool // non-blocking polls are O(ready): epoll, kqueue
 }
@@ -60,7 +56,6 @@ func newLoop(s *server, id int) (*loop, error) {
 		events: make([]poller.Event, eventBatch),
 		buf:    make([]byte, engine.ReadBufferSize),
 		bufs:   make([][]byte, 0, maxFlushChunks),
-		iter:   engine.Histogram{Bounds: engine.IterationBounds[:]},
 	}
 	l.Init(&s.Server, l, id, connWriteOn)
 	l.SetWaker(p)
@@ -119,7 +114,7 @@ func (l *loop) run() {
 		if n > 0 {
 			// Wake-ups with nothing to do (a timeout) are not iterations
 			// worth a sample; the clock is read once more per busy one.
-			l.iter.Observe(time.Duration(s.Clock() - start))
+			l.Iterated(start)
 		}
 		if l.Done() && l.stop() {
 			l.AddStats()

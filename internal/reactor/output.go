@@ -37,8 +37,8 @@ func (l *loop) writable(c *conn) {
 func (l *loop) flushUnlock(c *conn) {
 	err := l.flushLocked(c)
 	pending := c.Out.Len()
-	if c.IO.tls != nil {
-		pending = c.IO.tls.Pending(pending)
+	if c.Flags&connTLS != 0 {
+		pending = tlsOf(c).Pending(pending)
 	}
 	c.Mu.Unlock()
 	if err != nil {
@@ -52,7 +52,7 @@ func (l *loop) flushUnlock(c *conn) {
 // for one chunk, one writev for several. A short write means the socket
 // buffer is full, so it stops there rather than spend a call on EAGAIN.
 func (l *loop) flushLocked(c *conn) error {
-	if c.IO.tls != nil {
+	if c.Flags&connTLS != 0 {
 		return l.flushTLSLocked(c)
 	}
 	return l.writeLocked(c, &c.Out)

@@ -82,19 +82,6 @@ func Constructor(backend string) engine.Constructor {
 	}
 }
 
-// LoopIterations reads each loop's histogram of iteration times, in loop
-// order; nil before Serve.
-func (s *server) LoopIterations() []engine.HistogramSnapshot {
-	s.Mu.Lock()
-	loops := s.loops
-	s.Mu.Unlock()
-	out := make([]engine.HistogramSnapshot, len(loops))
-	for i, l := range loops {
-		out[i] = l.iter.Snapshot()
-	}
-	return out
-}
-
 // Serve runs the loops over the listeners until Shutdown or Close
 // (loopconn.Server.Serve).
 func (s *server) Serve(lns ...net.Listener) error { return s.Server.Serve(s, lns) }
@@ -138,6 +125,11 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 		li, err := newListener(ln)
 		if err != nil {
 			return fail(err)
+		}
+		var ok bool
+		if li.id, ok = s.AddListener(&li.Listener); !ok {
+			unix.Close(li.Fd)
+			return fail(errTooManyListeners)
 		}
 		if err := l.p.Add(li.Fd, true, false); err != nil {
 			unix.Close(li.Fd)

@@ -846,3 +846,34 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("connection open after Close")
 	}
 }
+
+// TestHandOverToStoppedLoop: the moment an upgrade's Shutdown catches a
+// server with one listener and two loops in. Loop 1 has drained and ended
+// (it had nothing to finish) while loop 0, not yet told, accepts a
+// connection and picks loop 1 for it, the least loaded. The connection
+// must still be served, not reset: its client may have sent its request
+// already (TestServeUpgradeUnderLoad in cmd/switchboard saw the reset).
+func TestHandOverToStoppedLoop(t *testing.T) {
+	for _, backend := range models() {
+		t.Run(backend, func(t *testing.T) {
+			ts := startServer(t, backend, engine.Config{Loops: 2, Codec: mustCodec(t, "line", 64)}, echoHandler{})
+			echo := func(c net.Conn, msg string) {
+				t.Helper()
+				c.Write([]byte(msg))
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+					t.Fatalf("echo of %q: %q, %v", msg, got, err)
+				}
+			}
+			// The first connection goes to the accepting loop (a tie), so
+			// that loop 1 is the less loaded from here on.
+			echo(dial(t, ts.addr), "first\n")
+			drainLoop(t, ts.eng, backend, 1)
+			c := dial(t, ts.addr)
+			echo(c, "second\n")
+			if got := ts.stats.Rejected.Load(); got != 0 {
+				t.Fatalf("%d connections refused", got)
+			}
+		})
+	}
+}

@@ -19,8 +19,8 @@ import (
 // TLS on the loop, driven as internal/tlsloop documents; the rules shared
 // with the io_uring engine (what is sealed when, what counts as pending,
 // where plaintext lands) are tlsloop.Session's. A TLS connection has a
-// tlsConn (conn.IO.tls, nil for every other connection, so plaintext pays
-// one nil check where the paths part):
+// tlsConn, kept by the core as the connection's engine state (tlsOf) and
+// flagged connTLS, so plaintext pays one flag test where the paths part:
 //
 //   - readable: ciphertext is read into the loop buffer and fed to the TLS
 //     state, which copies it; the loop buffer then takes the plaintext
@@ -49,13 +49,14 @@ type tlsConn struct {
 // parsed, when rest is what followed the header.
 func (l *loop) StartTLS(c *conn, rest []byte) {
 	t := new(tlsConn)
-	c.IO.tls = t
+	c.SetEngineState(t)
+	c.Flags |= connTLS
 	l.StartSession(c, &t.Session, &t.ev, l.s.tls, rest)
 }
 
 // readableTLS is readable for a TLS connection.
 func (l *loop) readableTLS(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	tc := t.Conn()
 	n, err := rawio.Read(int(c.Fd), l.buf)
 	switch {
@@ -96,7 +97,7 @@ func (l *loop) inputTLS(c *conn) {
 	c.BeginCallbacks()
 	delivered := 0
 	for {
-		k, err := c.IO.tls.Decrypt(&c.In, l.SplitOf(c), l.buf)
+		k, err := tlsOf(c).Decrypt(&c.In, l.SplitOf(c), l.buf)
 		c.CountIn(k)
 		n, ferr := l.Dispatch(c, false)
 		delivered += n
@@ -131,7 +132,7 @@ func (l *loop) inputTLS(c *conn) {
 // close it with the handshake's reason after sending what explains it
 // (an alert).
 func (l *loop) HandshakeDone(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	if t.Err != nil {
 		c.Mu.Lock()
 		l.flushLocked(c)
@@ -159,7 +160,7 @@ func (l *loop) HandshakeOutput(c *conn) {
 // to write from. The plaintext sealed is what counts as sent. c.Mu is
 // held.
 func (l *loop) sealLocked(c *conn) (*outbox.Outbox, error) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	n, err := t.Seal(&c.Out, c.State == connstate.ShuttingWrite)
 	c.St.BytesOut += int64(n)
 	return &t.Out, err
@@ -176,7 +177,7 @@ func (l *loop) flushTLSLocked(c *conn) error {
 		if err := l.writeLocked(c, o); err != nil {
 			return err
 		}
-		if o.Len() > 0 || c.Out.Len() == 0 || !c.IO.tls.Ready {
+		if o.Len() > 0 || c.Out.Len() == 0 || !tlsOf(c).Ready {
 			return nil
 		}
 	}
@@ -185,20 +186,26 @@ func (l *loop) flushTLSLocked(c *conn) error {
 // closeTLS ends c's TLS state as c closes, sending close_notify when the
 // stream is at a record boundary. c.Mu is held.
 func (l *loop) closeTLS(c *conn) {
-	if b := c.IO.tls.Close(); len(b) > 0 {
+	if b := tlsOf(c).Close(); len(b) > 0 {
 		rawio.Write(int(c.Fd), b) // best effort: the socket closes next
 	}
-	c.IO.tls.Out.Release()
+	tlsOf(c).Out.Release()
 }
 
 // ConnectionState is the TLSEngine hook behind conn.ConnectionState.
 func (l *loop) ConnectionState(c *conn) (tls.ConnectionState, bool) {
-	if c.IO.tls == nil {
+	c.Mu.Lock()
+	t, _ := c.EngineState().(*tlsConn)
+	c.Mu.Unlock()
+	if t == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.IO.tls.ConnectionState()
+	return t.ConnectionState()
 }
 
 // HandshakePending reports whether c is a TLS connection still in its
 // handshake, which a drain closes at once.
-func (l *loop) HandshakePending(c *conn) bool { return c.IO.tls != nil && !c.IO.tls.Ready }
+func (l *loop) HandshakePending(c *conn) bool { return c.Flags&connTLS != 0 && !tlsOf(c).Ready }
+
+// tlsOf is c's TLS layer; c has one (connTLS). On the loop.
+func tlsOf(c *conn) *tlsConn { return c.EngineState().(*tlsConn) }

@@ -16,5 +16,7 @@ func init() {
 		loopOf:  uringengine.LoopOf,
 		pending: uringengine.Pending,
 		serving: uringengine.Serving,
+		drain:   uringengine.DrainLoop,
+		stopped: uringengine.LoopStopped,
 	}
 }

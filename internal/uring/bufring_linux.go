@@ -42,6 +42,9 @@ type BufRing struct {
 	tailWord *uint32   // the aligned word holding descs[0].resv (the tail)
 	slotBid  []uint16  // the id staged in each slot, for walking bundles
 	head     uint16    // the next slot the kernel will consume
+	inc      bool      // IOU_PBUF_RING_INC: buffers are consumed a receive's bytes at a time
+	off      int       // inc: how much of the head buffer the kernel has filled
+	open     bool      // inc: the head buffer is partly filled, so Recycle leaves it in the ring
 }
 
 // ErrBufOrder means a completion named a different buffer than the next
@@ -53,6 +56,26 @@ var ErrBufOrder = errors.New("io_uring: provided buffer out of ring order")
 // bytes each (count a power of two, at most 32768) and gives every buffer
 // to the kernel.
 func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
+	return r.newBufRing(group, count, size, false)
+}
+
+// ErrNoIncBuf means the kernel cannot consume provided buffers
+// incrementally (IOU_PBUF_RING_INC, Linux 6.12).
+var ErrNoIncBuf = errors.New("io_uring: incremental buffer rings need Linux 6.12")
+
+// NewIncBufRing is NewBufRing with incremental consumption
+// (IOU_PBUF_RING_INC): a receive takes only as many bytes of the head
+// buffer as it received, and the next receive, on any connection,
+// continues in the same buffer, so large buffers cost no more per small
+// message than small ones do and a large read lands in one piece. Bundle
+// tracks where each completion's bytes start; a buffer goes back to the
+// kernel once it is full and every piece of it has been recycled. Where
+// the kernel lacks the feature the error wraps ErrNoIncBuf.
+func (r *Ring) NewIncBufRing(group uint16, count, size int) (*BufRing, error) {
+	return r.newBufRing(group, count, size, true)
+}
+
+func (r *Ring) newBufRing(group uint16, count, size int, inc bool) (*BufRing, error) {
 	if count <= 0 || count > 1<<15 || count&(count-1) != 0 {
 		return nil, fmt.Errorf("io_uring: buffer ring size %d is not a power of two in [1, 32768]", count)
 	}
@@ -60,7 +83,7 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 		return nil, fmt.Errorf("io_uring: buffer size %d out of range", size)
 	}
 	prot, flags := unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS
-	b := &BufRing{ring: r, group: group, mask: uint16(count - 1), size: size, slotBid: make([]uint16, count)}
+	b := &BufRing{ring: r, group: group, mask: uint16(count - 1), size: size, slotBid: make([]uint16, count), inc: inc}
 	var err error
 	if b.mem, err = unix.Mmap(-1, 0, count*int(unsafe.Sizeof(ringBuf{})), prot, flags); err != nil {
 		return nil, fmt.Errorf("io_uring: mmap of the buffer ring: %w", err)
@@ -72,9 +95,15 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	b.descs = unsafe.Slice((*ringBuf)(unsafe.Pointer(&b.mem[0])), count)
 	b.tailWord = (*uint32)(unsafe.Pointer(&b.mem[12]))
 	reg := bufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&b.mem[0]))), ringEntries: uint32(count), bgid: group}
+	if inc {
+		reg.flags = pbufRingInc
+	}
 	if _, errno := register(r.fd, registerPbufRing, unsafe.Pointer(&reg), 1); errno != 0 {
 		unix.Munmap(b.data)
 		unix.Munmap(b.mem)
+		if errno == unix.EINVAL && inc {
+			return nil, fmt.Errorf("%w: %w", ErrNoIncBuf, errno)
+		}
 		if errno == unix.EINVAL {
 			return nil, fmt.Errorf("io_uring: buffer rings need Linux 5.19: %w", errno)
 		}
@@ -99,10 +128,18 @@ func (b *BufRing) Buf(id uint16) []byte {
 	return b.data[off : off+b.size : off+b.size]
 }
 
+// Incremental reports whether the ring consumes buffers incrementally.
+func (b *BufRing) Incremental() bool { return b.inc }
+
 // Recycle stages buffer id's return to the kernel; Publish makes staged
 // buffers visible. The caller must own id: taken from a completion and
-// not recycled since.
+// not recycled since. On an incremental ring, the piece of a buffer the
+// kernel is still filling is released by Recycle but the buffer stays in
+// the ring; its last piece's Recycle stages it.
 func (b *BufRing) Recycle(id uint16) {
+	if b.open && id == b.slotBid[b.head&b.mask] {
+		return
+	}
 	slot := b.tail & b.mask
 	// Field by field: slot 0's resv is the shared tail, which only
 	// Publish may store.
@@ -141,6 +178,9 @@ func (b *BufRing) Bundle(c *CQE, f func(id uint16, data []byte)) (int, error) {
 		return 0, fmt.Errorf("%w: completion has buffer %d, ring slot %d holds %d", ErrBufOrder, id, b.head&b.mask, got)
 	}
 	left := int(c.Res)
+	if b.inc {
+		return b.incBundle(c, left, f)
+	}
 	n := 0
 	for {
 		take := min(left, b.size)
@@ -153,6 +193,38 @@ func (b *BufRing) Bundle(c *CQE, f func(id uint16, data []byte)) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// incBundle is Bundle on an incremental ring: the bytes start where the
+// previous completion left the head buffer, fill it to its end, then the
+// next ones; the last buffer may stay open for the next completion.
+func (b *BufRing) incBundle(c *CQE, left int, f func(id uint16, data []byte)) (int, error) {
+	n := 0
+	for left > 0 {
+		id := b.slotBid[b.head&b.mask]
+		start := b.off
+		take := min(left, b.size-start)
+		if start+take == b.size {
+			b.head++
+			b.off, b.open = 0, false
+		} else {
+			b.off, b.open = start+take, true
+		}
+		n++
+		f(id, b.Buf(id)[start:start+take])
+		left -= take
+	}
+	if c.BufMore() != b.open {
+		return n, fmt.Errorf("%w: completion says the buffer is %s, the accounting that it is %s", ErrBufOrder, openWord(c.BufMore()), openWord(b.open))
+	}
+	return n, nil
+}
+
+func openWord(open bool) string {
+	if open {
+		return "partly filled"
+	}
+	return "full"
 }
 
 // Close unregisters the group and unmaps its memory. Requests that may

@@ -36,6 +36,11 @@ type Options struct {
 	// NoCoopTaskrun drops IORING_SETUP_COOP_TASKRUN (no inter-processor
 	// interrupt to run completion work; the next entry runs it).
 	NoCoopTaskrun bool
+	// NoTaskrunFlag drops IORING_SETUP_TASKRUN_FLAG (the kernel raises
+	// a flag in the shared ring when completion work is pending, so the
+	// caller can tell without a system call that a non-blocking enter
+	// will find something; see TaskrunPending).
+	NoTaskrunFlag bool
 	// NoSubmitAll drops IORING_SETUP_SUBMIT_ALL (keep submitting the
 	// batch when one SQE fails to prepare).
 	NoSubmitAll bool
@@ -53,6 +58,7 @@ type Features struct {
 	SingleIssuer   bool // IORING_SETUP_SINGLE_ISSUER
 	DeferTaskrun   bool // IORING_SETUP_DEFER_TASKRUN
 	CoopTaskrun    bool // IORING_SETUP_COOP_TASKRUN
+	TaskrunFlag    bool // IORING_SETUP_TASKRUN_FLAG
 	SubmitAll      bool // IORING_SETUP_SUBMIT_ALL
 	NoSQArray      bool // IORING_SETUP_NO_SQARRAY
 	RegisteredRing bool // IORING_REGISTER_RING_FDS + IORING_ENTER_REGISTERED_RING
@@ -75,6 +81,7 @@ func (f Features) String() string {
 	add(f.SingleIssuer, "single-issuer")
 	add(f.DeferTaskrun, "defer-taskrun")
 	add(f.CoopTaskrun, "coop-taskrun")
+	add(f.TaskrunFlag, "taskrun-flag")
 	add(f.SubmitAll, "submit-all")
 	add(f.NoSQArray, "no-sqarray")
 	add(f.RegisteredRing, "registered-ring")
@@ -159,6 +166,10 @@ func setupRing(opt Options) (*Ring, error) {
 	if !opt.NoCoopTaskrun {
 		want |= setupCoopTaskrun
 	}
+	if !opt.NoTaskrunFlag && want&(setupCoopTaskrun|setupDeferTaskrun) != 0 {
+		// It needs one of the two: it reports their pending work.
+		want |= setupTaskrunFlag
+	}
 	if !opt.NoSubmitAll {
 		want |= setupSubmitAll
 	}
@@ -166,7 +177,7 @@ func setupRing(opt Options) (*Ring, error) {
 		want |= setupNoSQArray
 	}
 	// Dropped newest-kernel first, so an older kernel keeps what it has.
-	dropOrder := []uint32{setupNoSQArray, setupDeferTaskrun, setupSingleIssuer, setupCoopTaskrun, setupSubmitAll}
+	dropOrder := []uint32{setupNoSQArray, setupDeferTaskrun, setupSingleIssuer, setupTaskrunFlag, setupCoopTaskrun, setupSubmitAll}
 	var p params
 	var fd int
 	for {
@@ -198,6 +209,7 @@ func setupRing(opt Options) (*Ring, error) {
 		SingleIssuer:   p.flags&setupSingleIssuer != 0,
 		DeferTaskrun:   p.flags&setupDeferTaskrun != 0,
 		CoopTaskrun:    p.flags&setupCoopTaskrun != 0,
+		TaskrunFlag:    p.flags&setupTaskrunFlag != 0,
 		SubmitAll:      p.flags&setupSubmitAll != 0,
 		NoSQArray:      p.flags&setupNoSQArray != 0,
 		ExtArg:         p.features&featExtArg != 0,
@@ -340,6 +352,35 @@ func (r *Ring) SubmitAndWait(minComplete uint32, timeout time.Duration) (int, er
 		return 0, nil
 	}
 	return 0, fmt.Errorf("io_uring_enter: %w", errno)
+}
+
+// Poll submits every prepared SQE and runs the completion work that is
+// pending (DEFER_TASKRUN's included), without waiting, and returns how
+// many SQEs the kernel took. It cannot sleep, so it skips the Go
+// scheduler's system call bookkeeping: a loop that polls while work keeps
+// arriving never hands its P to another thread and back.
+func (r *Ring) Poll() (int, error) {
+	if debugThreadCheck && r.tid != unix.Gettid() {
+		panic("uring: ring used from a thread other than its creator's (runtime.LockOSThread missing?)")
+	}
+	atomic.StoreUint32(r.sqTail, r.sqeTail)
+	toSubmit := r.sqeTail - atomic.LoadUint32(r.sqHead)
+	n, errno := enterNoBlock(r.enterFd, toSubmit, r.enterFlags|enterGetEvents)
+	switch errno {
+	case 0:
+		return n, nil
+	case unix.EINTR:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("io_uring_enter: %w", errno)
+}
+
+// TaskrunPending reports that the kernel has completion work queued for
+// this ring's thread (IORING_SQ_TASKRUN, with Features.TaskrunFlag): a
+// Poll would produce completions. Without the feature it is always false,
+// so a caller that polls on it falls back to waiting.
+func (r *Ring) TaskrunPending() bool {
+	return atomic.LoadUint32(r.sqFlags)&sqTaskrun != 0
 }
 
 // Ready is how many completions can be reaped now without entering the

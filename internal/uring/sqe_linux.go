@@ -44,6 +44,7 @@ const (
 	cqeFMore         = 1 << 1
 	cqeFSockNonEmpty = 1 << 2
 	cqeFNotif        = 1 << 3
+	cqeFBufMore      = 1 << 4
 )
 
 // More reports that the request stays armed (IORING_CQE_F_MORE): a
@@ -59,6 +60,10 @@ func (c CQE) Buffer() (id uint16, ok bool) {
 // Notif marks a zero-copy send's notification (IORING_CQE_F_NOTIF): the
 // kernel no longer reads the data.
 func (c CQE) Notif() bool { return c.Flags&cqeFNotif != 0 }
+
+// BufMore reports that the kernel keeps using the completion's last
+// buffer (IORING_CQE_F_BUF_MORE, incremental buffer rings only).
+func (c CQE) BufMore() bool { return c.Flags&cqeFBufMore != 0 }
 
 // SockNonEmpty reports that the socket still held data after this receive.
 func (c CQE) SockNonEmpty() bool { return c.Flags&cqeFSockNonEmpty != 0 }

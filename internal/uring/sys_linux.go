@@ -18,6 +18,7 @@ const (
 	setupClamp         = 1 << 4
 	setupSubmitAll     = 1 << 7
 	setupCoopTaskrun   = 1 << 8
+	setupTaskrunFlag   = 1 << 9
 	setupSingleIssuer  = 1 << 12
 	setupDeferTaskrun  = 1 << 13
 	setupNoSQArray     = 1 << 16
@@ -48,6 +49,7 @@ const (
 	offCQRing              = 0x8000000
 	offSQEs                = 0x10000000
 	sqCQOverflow           = 1 << 1
+	sqTaskrun              = 1 << 2
 	cqeBufferShift         = 16
 	registerRingAutoOffset = ^uint32(0)
 )
@@ -133,6 +135,10 @@ type rsrcUpdate struct {
 	data         uint64
 }
 
+// pbufRingInc is IOU_PBUF_RING_INC, bufReg.flags: consume buffers
+// incrementally.
+const pbufRingInc = 2
+
 type bufReg struct {
 	ringAddr    uint64
 	ringEntries uint32
@@ -178,6 +184,15 @@ func setup(entries uint32, p *params) (int, unix.Errno) {
 
 func register(fd int, op uint32, arg unsafe.Pointer, nargs uint32) (int, unix.Errno) {
 	r, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(fd), uintptr(op), uintptr(arg), uintptr(nargs), 0, 0)
+	return int(r), errno
+}
+
+// enterNoBlock is enter for a call that cannot sleep (minComplete 0):
+// through RawSyscall, so the Go scheduler's system call bookkeeping (and,
+// on a P left in a system call, the hand-off of the P to another thread)
+// is skipped, as the reactor's reads and writes skip it.
+func enterNoBlock(fd int, toSubmit, flags uint32) (int, unix.Errno) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(toSubmit), 0, uintptr(flags), 0, 0)
 	return int(r), errno
 }
 

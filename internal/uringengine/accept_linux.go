@@ -58,7 +58,7 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 		// While draining, a connection the kernel accepted before the
 		// accept was cancelled is still taken, and closed gracefully
 		// (adopt).
-		if c := l.Admit(fd, &li.Listener, nil); c != nil {
+		if c := l.Admit(fd, li.id, nil); c != nil {
 			l.Place(c)
 		}
 	} else {
@@ -107,17 +107,16 @@ func (l *loop) Adopt(c *conn) {
 		l.Refuse(c, "server closing")
 		return
 	}
-	c.IO.msg = -1
 	if k := len(l.freeSlots); k > 0 {
 		c.IO.slot = l.freeSlots[k-1]
 		l.freeSlots = l.freeSlots[:k-1]
 		l.gens[c.IO.slot]++
-		c.IO.gen = l.gens[c.IO.slot]
 		l.Conns[c.IO.slot] = c
 	} else {
 		c.IO.slot = uint32(len(l.Conns))
 		l.Conns = append(l.Conns, c)
 		l.gens = append(l.gens, 0)
+		l.msgs = append(l.msgs, -1)
 	}
 	l.Adopted(c)
 	l.armRecv(c)

@@ -12,7 +12,7 @@ import (
 // (retire). Over TLS the send is of the ciphertext, and the plaintext
 // goes at once.
 func (l *loop) ReleaseLocked(c *conn) {
-	if c.IO.tls != nil {
+	if c.Flags&connTLS != 0 {
 		l.closeTLS(c)
 		c.Out.Release()
 	} else if c.Flags&connSending == 0 {
@@ -34,7 +34,7 @@ func (l *loop) CloseIO(c *conn) {
 	sqe.PrepClose(fd)
 	sqe.SetUserData(userData(udCancel, 0, 0))
 	sqe.SetFlags(uring.SQECQESkipSuccess)
-	c.IO.held = nil
+	l.dropHeld(c)
 	if c.Flags&(connSending|connSendWait) == 0 {
 		l.retire(c)
 	}
@@ -45,8 +45,8 @@ func (l *loop) CloseIO(c *conn) {
 func (l *loop) retire(c *conn) {
 	c.Mu.Lock()
 	c.Out.Release()
-	if c.IO.tls != nil {
-		c.IO.tls.Out.Release()
+	if c.Flags&connTLS != 0 {
+		tlsOf(c).Out.Release()
 	}
 	c.Mu.Unlock()
 	if l.Conns[c.IO.slot] == c {
@@ -58,7 +58,7 @@ func (l *loop) retire(c *conn) {
 // DrainConn drops the input c holds back (received while paused), and
 // lets a FIN that came behind it count now.
 func (l *loop) DrainConn(c *conn) bool {
-	c.IO.held, c.IO.heldOff = nil, 0
+	l.dropHeld(c)
 	if c.Flags&connEOFHeld != 0 {
 		c.Flags &^= connEOFHeld
 		c.State.PeerEOF(false)

@@ -17,14 +17,13 @@ import (
 // cancellation, say) is recognised as stale.
 type conn = loopconn.Conn[connIO]
 
-// connIO is this engine's part of a connection (conn.IO).
+// connIO is this engine's part of a connection (conn.IO): its slot in
+// the loop's table, four bytes, which the core's layout has room for.
+// What else the engine keeps per connection is by slot in the loop (the
+// slot's generation, the sendmsg header in flight) or, for the few
+// connections that have it, in a map (input held back by a pause).
 type connIO struct {
-	slot    uint32
-	gen     uint32
-	msg     int32  // the sendmsg header in flight, or -1 for a plain send
-	held    []byte // received while paused, not yet decoded (held[heldOff:])
-	heldOff int
-	tls     *tlsConn // the TLS layer, nil without TLS (tls_linux.go)
+	slot uint32
 }
 
 // This engine's flags (conn.Flags), beside the core's: which requests the
@@ -38,7 +37,9 @@ const (
 	connRearm                                  // on l.rearm: arm the receive before the next enter
 	connSendWait                               // on l.sendWait: waiting for a free sendmsg header
 	connEOFHeld                                // the peer's FIN came behind held input, not yet decoded
-	connTLSHold                                // TLS: no receive until the handshake moves on, or ever after the FIN (tls_linux.go)
+	connHeld                                   // l.held has input received while paused, not yet decoded
+	connTLS                                    // the connection has a TLS layer (tlsOf, tls_linux.go)
+	connTLSHold                                // TLS: no receive until the handshake moves on, or ever after the FIN
 
 	// connOutstanding: output is on its way out (the write timer's and
 	// the idle timer's concern).
@@ -48,8 +49,9 @@ const (
 // listener is a listening socket with its multishot accept.
 type listener struct {
 	sockfd.Listener
-	idx         int   // position in l.lns, carried in the accept's user data
-	armed       bool  // the multishot accept is in the kernel
-	resumeAfter int64 // re-arm no earlier than this (after a failure), 0 = now
+	id          uint16 // in the server's table (loopconn.Server.AddListener)
+	idx         int    // position in l.lns, carried in the accept's user data
+	armed       bool   // the multishot accept is in the kernel
+	resumeAfter int64  // re-arm no earlier than this (after a failure), 0 = now
 	closed      bool
 }

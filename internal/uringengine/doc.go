@@ -24,6 +24,5 @@
 //
 // It is Linux-only. New fails with an error wrapping uring.ErrUnavailable,
 // and saying why, where io_uring cannot be used; SWITCHBOARD_URING_OPTS
-// (see ParseOptions) turns single io_uring features off for measurement,
-// and DEFER_TASKRUN, off by default for now, on.
+// (see ParseOptions) turns single io_uring features off for measurement.
 package uringengine

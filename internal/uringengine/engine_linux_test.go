@@ -33,14 +33,31 @@ func TestParseOptions(t *testing.T) {
 	if o != want {
 		t.Fatalf("got %+v, want %+v", o, want)
 	}
-	if o, err := ParseOptions(""); err != nil || o != (Options{Ring: uring.Options{NoDeferTaskrun: true}}) {
-		t.Fatalf("empty: %+v, %v (DEFER_TASKRUN is off by default)", o, err)
+	if o, err := ParseOptions(""); err != nil || o != (Options{}) {
+		t.Fatalf("empty: %+v, %v (every feature is on by default, DEFER_TASKRUN included)", o, err)
 	}
 	if o, err := ParseOptions("defer-taskrun"); err != nil || o != (Options{}) {
 		t.Fatalf("defer-taskrun: %+v, %v", o, err)
 	}
+	if o, err := ParseOptions("no-defer-taskrun,defer-taskrun"); err != nil || o != (Options{}) {
+		t.Fatalf("no-defer-taskrun,defer-taskrun: %+v, %v (the last word wins)", o, err)
+	}
+	if o, err := ParseOptions("no-buf-inc,buf-size=65536,buf-count=256"); err != nil || o != (Options{NoBufInc: true, BufSize: 65536, BufCount: 256}) {
+		t.Fatalf("buffer options: %+v, %v", o, err)
+	}
+	if size, count := (Options{}).bufDims(true); size != incBufSize || count != incBufCount {
+		t.Fatalf("default incremental buffer ring %d x %d", count, size)
+	}
+	if size, count := (Options{BufCount: 64}).bufDims(false); size != defaultBufSize || count != 64 {
+		t.Fatalf("whole-buffer ring with 64 buffers: %d x %d", count, size)
+	}
+	for _, bad := range []string{"buf-count=1000", "buf-count=0", "buf-size=12", "buf-size=4k", "buf-size=", "turbo=3"} {
+		if _, err := ParseOptions(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
+			t.Errorf("%s: %v, want an error naming the option", bad, err)
+		}
+	}
 	_, err = ParseOptions("no-bundle,turbo")
-	if err == nil || !strings.Contains(err.Error(), `"turbo"`) || !strings.Contains(err.Error(), "no-sqarray") {
+	if err == nil || !strings.Contains(err.Error(), `"turbo"`) || !strings.Contains(err.Error(), "no-sqarray") || !strings.Contains(err.Error(), "buf-size=N") {
 		t.Fatalf("unknown option: %v, want an error naming it and the valid ones", err)
 	}
 }
@@ -76,21 +93,13 @@ func TestFeaturesOff(t *testing.T) {
 		t.Skip(err)
 	}
 	for _, opts := range []string{"", "defer-taskrun", "no-single-issuer", "no-defer-taskrun", "no-coop-taskrun", "no-submit-all", "no-sqarray", "no-registered-ring", "no-bundle", "no-msg-ring",
-		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring"} {
+		"no-single-issuer,no-coop-taskrun,no-submit-all,no-sqarray,no-registered-ring,no-bundle,no-msg-ring",
+		"no-taskrun-flag", "no-buf-inc", "no-bundle,buf-size=4096,buf-count=64", "no-buf-inc,buf-size=16384,buf-count=1024"} {
 		t.Run(opts, func(t *testing.T) {
 			t.Setenv(OptionsEnv, opts)
-			eng, err := New(engine.Config{Loops: 2}, echo{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- eng.Serve(ln) }()
+			addr := serveTest(t, engine.Config{Loops: 2})
 			for i := range 4 {
-				c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -103,16 +112,35 @@ func TestFeaturesOff(t *testing.T) {
 				}
 				c.Close()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := eng.Shutdown(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
-				t.Fatalf("Serve = %v", err)
-			}
 		})
 	}
+}
+
+// serveTest serves echo with cfg on 127.0.0.1 until the test ends, then
+// checks that Shutdown drains and Serve returns ErrServerClosed.
+func serveTest(t *testing.T, cfg engine.Config) string {
+	t.Helper()
+	eng, err := New(cfg, echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- eng.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := eng.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; !errors.Is(err, engine.ErrServerClosed) {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // TestRefusal: New says why io_uring cannot be used, as one line.

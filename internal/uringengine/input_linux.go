@@ -30,7 +30,7 @@ func (l *loop) receiving(c *conn) bool {
 func (l *loop) armRecv(c *conn) {
 	sqe := l.sqe()
 	sqe.PrepRecv(int(c.Fd), bufGroup, true, l.bundle)
-	sqe.SetUserData(userData(udRecv, c.IO.gen, c.IO.slot))
+	sqe.SetUserData(userData(udRecv, l.gens[c.IO.slot], c.IO.slot))
 	c.Flags |= connRecv
 	c.Flags &^= connCancel
 	l.inflight++
@@ -50,7 +50,7 @@ func (l *loop) cancelRecv(c *conn) {
 		return
 	}
 	sqe := l.sqe()
-	sqe.PrepCancel(userData(udRecv, c.IO.gen, c.IO.slot), false)
+	sqe.PrepCancel(userData(udRecv, l.gens[c.IO.slot], c.IO.slot), false)
 	sqe.SetUserData(userData(udCancel, 0, 0))
 	sqe.SetFlags(uring.SQECQESkipSuccess)
 	c.Flags |= connCancel
@@ -78,7 +78,7 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 		l.cur = nil
 	} else if c != nil {
 		switch {
-		case cqe.Res == 0 && c.IO.tls != nil:
+		case cqe.Res == 0 && c.Flags&connTLS != 0:
 			l.eofTLS(c)
 			return
 		case cqe.Res == 0:
@@ -112,15 +112,15 @@ func (l *loop) buffer(id uint16, data []byte) {
 	switch {
 	case l.Draining:
 		c.LastRead = l.Now // input after Shutdown is received and dropped
-	case c.IO.tls != nil:
+	case c.Flags&connTLS != 0:
 		l.bufferTLS(c, data)
-	case c.Flags&loopconn.FlagPaused != 0 || len(c.IO.held) > 0:
+	case c.Flags&(loopconn.FlagPaused|connHeld) != 0:
 		// Received after the pause began, before the cancellation took
 		// (the rest of a bundle, or more completions in the same batch):
 		// kept undecoded until the output drains, then decoded a
 		// buffer's worth at a time, as if it had just arrived.
 		c.LastRead = l.Now
-		c.IO.held = append(c.IO.held, data...)
+		l.hold(c, data)
 	default:
 		c.LastRead = l.Now
 		c.In.Feed(l.SplitOf(c), data)
@@ -136,7 +136,7 @@ func (l *loop) eof(c *conn) {
 	if !l.EOF(c) {
 		return
 	}
-	if c.Flags&loopconn.FlagPaused != 0 || len(c.IO.held) > 0 {
+	if c.Flags&(loopconn.FlagPaused|connHeld) != 0 {
 		c.Flags |= connEOFHeld
 		return
 	}
@@ -157,29 +157,61 @@ func (l *loop) input(c *conn, n int) {
 	}
 }
 
+// heldInput is what a connection received after its pause began and
+// has not decoded yet (b[off:]).
+type heldInput struct {
+	b   []byte
+	off int
+}
+
+// hold keeps data, received while c is paused, for resume.
+func (l *loop) hold(c *conn, data []byte) {
+	h := l.held[c]
+	if h == nil {
+		if l.held == nil {
+			l.held = make(map[*conn]*heldInput)
+		}
+		h = new(heldInput)
+		l.held[c] = h
+		c.Flags |= connHeld
+	}
+	h.b = append(h.b, data...)
+}
+
+// dropHeld forgets what c holds: it is decoded, dropped (a drain), or c
+// has closed.
+func (l *loop) dropHeld(c *conn) {
+	if c.Flags&connHeld != 0 {
+		delete(l.held, c)
+		c.Flags &^= connHeld
+	}
+}
+
 // resume decodes what was held during a pause, a buffer's worth at a
 // time, until it is all decoded or the output has paused reading again;
 // then the peer's FIN, if it came behind it.
 func (l *loop) resume(c *conn) {
-	if t := c.IO.tls; t != nil {
+	if c.Flags&connTLS != 0 {
 		// The ciphertext waited in the TLS state; its FIN, if it came,
 		// ends the stream where Read finds it.
-		if !l.Draining && t.Held() {
+		if t := tlsOf(c); !l.Draining && t.Held() {
 			l.inputTLS(c)
 		}
 		return
 	}
-	for c.State != connstate.Closed && c.Flags&loopconn.FlagPaused == 0 && c.IO.heldOff < len(c.IO.held) {
-		n := min(bufSize, len(c.IO.held)-c.IO.heldOff)
-		chunk := c.IO.held[c.IO.heldOff : c.IO.heldOff+n]
-		c.IO.heldOff += n
-		c.In.Feed(l.SplitOf(c), chunk)
-		l.input(c, n)
+	if h := l.held[c]; c.Flags&connHeld != 0 {
+		for c.State != connstate.Closed && c.Flags&loopconn.FlagPaused == 0 && h.off < len(h.b) {
+			n := min(l.br.Size(), len(h.b)-h.off)
+			chunk := h.b[h.off : h.off+n]
+			h.off += n
+			c.In.Feed(l.SplitOf(c), chunk)
+			l.input(c, n)
+		}
+		if h.off == len(h.b) {
+			l.dropHeld(c)
+		}
 	}
-	if c.IO.heldOff == len(c.IO.held) {
-		c.IO.held, c.IO.heldOff = nil, 0
-	}
-	if c.State != connstate.Closed && c.Flags&(loopconn.FlagPaused|connEOFHeld) == connEOFHeld && c.IO.held == nil {
+	if c.State != connstate.Closed && c.Flags&(loopconn.FlagPaused|connEOFHeld|connHeld) == connEOFHeld {
 		c.Flags &^= connEOFHeld
 		l.peerEOF(c)
 	}

@@ -1,6 +1,9 @@
 package uringengine
 
-import "switchboard/internal/engine"
+import (
+	"switchboard/internal/engine"
+	"switchboard/internal/loopconn"
+)
 
 // LoopOf returns the index of the loop serving c, or -1 if c is not one
 // of this engine's connections; for tests and diagnostics that check
@@ -44,4 +47,33 @@ func Serving(e engine.Engine) bool {
 		}
 	}
 	return true
+}
+
+// DrainLoop starts a drain on loop i of e alone, as Shutdown does on
+// every loop, and reports whether e is one of this engine's with such a
+// loop; LoopStopped reports whether that loop has ended since. Tests use
+// them to stop one loop while another still accepts, the moment an
+// upgrade's Shutdown catches a multi-loop server in.
+func DrainLoop(e engine.Engine, i int) bool {
+	l := loopOfServer(e, i)
+	return l != nil && l.Post(loopconn.Task[connIO]{Kind: loopconn.TaskDrain})
+}
+
+// LoopStopped: see DrainLoop.
+func LoopStopped(e engine.Engine, i int) bool {
+	l := loopOfServer(e, i)
+	return l != nil && l.Stopped()
+}
+
+func loopOfServer(e engine.Engine, i int) *loop {
+	s, ok := e.(*server)
+	if !ok {
+		return nil
+	}
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	if i < 0 || i >= len(s.loops) {
+		return nil
+	}
+	return s.loops[i]
 }

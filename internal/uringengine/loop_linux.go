@@ -22,18 +22,19 @@ type task = loopconn.Task[connIO]
 // Ring sizing. The completion queue is large because one armed multishot
 // receive per connection can each post a completion in the same enter;
 // the kernel keeps what overflows (IORING_FEAT_NODROP) but flushing it
-// costs. Buffers are a page each, as in the C peer; a bundle receive
-// takes several for a large read.
+// costs. The buffer ring's dimensions are Options.bufDims's.
 const (
-	sqEntries   = 1024
-	cqEntries   = 16384
-	cqeBatch    = 512
-	bufCount    = 4096
-	bufSize     = 4096
-	bufGroup    = 0
-	msgHeaders  = 1024 // sendmsg headers: sends of a chain in flight at once
-	maxSendIov  = 64   // chunks one sendmsg takes
-	stopTimeout = 2 * time.Second
+	sqEntries       = 1024
+	cqEntries       = 16384
+	cqeBatch        = 512
+	defaultBufCount = 4096
+	defaultBufSize  = 4096
+	incBufCount     = 256
+	incBufSize      = 64 << 10
+	bufGroup        = 0
+	msgHeaders      = 1024 // sendmsg headers: sends of a chain in flight at once
+	maxSendIov      = 64   // chunks one sendmsg takes
+	stopTimeout     = 2 * time.Second
 )
 
 // User data: the kind of request in the top byte, then the connection's
@@ -69,9 +70,11 @@ type loop struct {
 	wake  *uring.Eventfd // nil when MSG_RING wakes the ring
 	cqes  []uring.CQE
 
-	gens      []uint32 // by slot: the generation of its latest conn
-	freeSlots []uint32 // slots whose conn has closed and has nothing in flight
-	freeMsgs  []int32  // sendmsg headers not in flight
+	gens      []uint32             // by slot: the generation of its latest conn
+	msgs      []int32              // by slot: the sendmsg header in flight, or -1 for a plain send
+	held      map[*conn]*heldInput // input received while paused (connHeld)
+	freeSlots []uint32             // slots whose conn has closed and has nothing in flight
+	freeMsgs  []int32              // sendmsg headers not in flight
 	lns       []*listener
 	bufs      [][]byte
 	bundle    bool
@@ -117,7 +120,18 @@ func (l *loop) setupRing() error {
 		return err
 	}
 	l.ring = r
-	if l.br, err = r.NewBufRing(bufGroup, bufCount, bufSize); err != nil {
+	inc := !s.opt.NoBufInc
+	if inc {
+		size, count := s.opt.bufDims(true)
+		if l.br, err = r.NewIncBufRing(bufGroup, count, size); errors.Is(err, uring.ErrNoIncBuf) {
+			inc = false
+		}
+	}
+	if !inc {
+		size, count := s.opt.bufDims(false)
+		l.br, err = r.NewBufRing(bufGroup, count, size)
+	}
+	if err != nil {
 		return err
 	}
 	if l.arena, err = uring.NewMsgArena(msgHeaders, maxSendIov); err != nil {
@@ -145,7 +159,8 @@ func (l *loop) setupRing() error {
 	}
 	l.SetWaker(l)
 	if l.ID == 0 {
-		s.Log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil)
+		s.Log.Debug("io_uring loop", "features", r.Features().String(), "bundle", l.bundle, "msg_ring", l.wake == nil,
+			"buf_inc", l.br.Incremental(), "buf_size", l.br.Size())
 	}
 	return nil
 }
@@ -204,7 +219,7 @@ func (l *loop) sqe() *uring.SQE {
 		if sqe := l.ring.NextSQE(); sqe != nil {
 			return sqe
 		}
-		if _, err := l.ring.SubmitAndWait(0, 0); err != nil && !retryable(err) {
+		if _, err := l.ring.Poll(); err != nil && !retryable(err) {
 			l.broken = true
 			l.s.Fail(fmt.Errorf("io_uring submit: %w", err))
 			l.CloseAll()
@@ -233,21 +248,19 @@ func (l *loop) run(ready chan<- error) {
 	l.StartTick()
 	for {
 		l.beforeEnter()
-		var wait uint32 = 1
-		if l.Notified() {
-			wait = 0
-		}
 		if l.broken {
 			l.inflight = 0 // the kernel's requests are lost with the ring
 			time.Sleep(time.Millisecond)
-		} else if _, err := l.ring.SubmitAndWait(wait, l.timeout()); err != nil && !retryable(err) {
+		} else if err := l.enter(); err != nil && !retryable(err) {
 			l.broken = true
 			s.Fail(err)
 			l.CloseAll()
 		}
 		l.Now = s.Clock()
+		start, work := l.Now, 0
 		for {
 			n := l.ring.Completions(l.cqes)
+			work += n
 			for i := range l.cqes[:n] {
 				l.complete(&l.cqes[i])
 			}
@@ -260,10 +273,31 @@ func (l *loop) run(ready chan<- error) {
 		}
 		l.runTimers()
 		l.AddStats()
+		if work > 0 {
+			// As on the reactor: a wake-up with no completion (a timeout)
+			// is not an iteration worth a sample.
+			l.Iterated(start)
+		}
 		if l.Done() && l.quiet() && l.stop() {
 			return
 		}
 	}
+}
+
+// enter is the iteration's one io_uring_enter: it submits what the
+// iteration prepared and reaps. When something is known to be there (a
+// task queued, completions in the ring, or the kernel's IORING_SQ_TASKRUN
+// saying completion work is pending) it polls, a call that cannot sleep
+// and so skips the Go scheduler's bookkeeping; otherwise it waits for one
+// completion or the first timer. Under load, work arrives while the loop
+// runs its callbacks, and most iterations poll.
+func (l *loop) enter() error {
+	if l.Notified() || l.ring.Ready() > 0 || l.ring.TaskrunPending() {
+		_, err := l.ring.Poll()
+		return err
+	}
+	_, err := l.ring.SubmitAndWait(1, l.timeout())
+	return err
 }
 
 // quiet reports whether the kernel holds no more of this loop's requests
@@ -322,7 +356,7 @@ func (l *loop) complete(cqe *uring.CQE) {
 // closed since.
 func (l *loop) lookup(gen, slot uint32) *conn {
 	if int(slot) < len(l.Conns) {
-		if c := l.Conns[slot]; c != nil && c.IO.gen&0xffffff == gen && c.State != connstate.Closed {
+		if c := l.Conns[slot]; c != nil && l.gens[slot]&0xffffff == gen && c.State != connstate.Closed {
 			return c
 		}
 	}

@@ -47,7 +47,7 @@ func (l *loop) Flush(c *conn, msgs int64) {
 // pendingLocked is the output c has to send: its outbox, or over TLS
 // what it seals into ciphertext and what waits to be. c.Mu is held.
 func (l *loop) pendingLocked(c *conn) (int, error) {
-	if c.IO.tls != nil {
+	if c.Flags&connTLS != 0 {
 		return l.sealLocked(c)
 	}
 	return c.Out.Len(), nil
@@ -56,8 +56,8 @@ func (l *loop) pendingLocked(c *conn) (int, error) {
 // outOf is the outbox c sends from: its own, or over TLS the session's
 // ciphertext.
 func outOf(c *conn) *outbox.Outbox {
-	if c.IO.tls != nil {
-		return &c.IO.tls.Out
+	if c.Flags&connTLS != 0 {
+		return &tlsOf(c).Out
 	}
 	return &c.Out
 }
@@ -78,7 +78,7 @@ func (l *loop) flush(c *conn) {
 	if !more {
 		sqe = l.sqe()
 		sqe.PrepSend(int(c.Fd), b, unix.MSG_NOSIGNAL)
-		c.IO.msg = -1
+		l.msgs[c.IO.slot] = -1
 	} else {
 		k := len(l.freeMsgs)
 		if k == 0 {
@@ -88,9 +88,10 @@ func (l *loop) flush(c *conn) {
 			l.sendWait = append(l.sendWait, c)
 			return
 		}
-		c.IO.msg = l.freeMsgs[k-1]
+		msg := l.freeMsgs[k-1]
 		l.freeMsgs = l.freeMsgs[:k-1]
-		m := l.arena.Msg(int(c.IO.msg))
+		l.msgs[c.IO.slot] = msg
+		m := l.arena.Msg(int(msg))
 		bufs, _ := o.Gather(l.bufs[:0], maxSendIov)
 		for _, b := range bufs {
 			m.Append(b)
@@ -100,7 +101,7 @@ func (l *loop) flush(c *conn) {
 		sqe.PrepSendmsg(int(c.Fd), m, unix.MSG_NOSIGNAL)
 	}
 	c.Mu.Unlock()
-	sqe.SetUserData(userData(udSend, c.IO.gen, c.IO.slot))
+	sqe.SetUserData(userData(udSend, l.gens[c.IO.slot], c.IO.slot))
 	// Output stuck from here on counts against the write timeout.
 	c.LastProgress = l.Now
 	c.Flags |= connSending
@@ -112,10 +113,10 @@ func (l *loop) flush(c *conn) {
 func (l *loop) sent(cqe *uring.CQE, c *conn) {
 	l.inflight--
 	c.Flags &^= connSending
-	if c.IO.msg >= 0 {
-		l.arena.Msg(int(c.IO.msg)).Reset()
-		l.freeMsgs = append(l.freeMsgs, c.IO.msg)
-		c.IO.msg = -1
+	if msg := l.msgs[c.IO.slot]; msg >= 0 {
+		l.arena.Msg(int(msg)).Reset()
+		l.freeMsgs = append(l.freeMsgs, msg)
+		l.msgs[c.IO.slot] = -1
 		l.serveSendWait()
 	}
 	if c.State == connstate.Closed {
@@ -133,7 +134,7 @@ func (l *loop) sent(cqe *uring.CQE, c *conn) {
 	if n := int(cqe.Res); n > 0 {
 		o.Consume(n)
 		l.BytesOut += int64(n)
-		if c.IO.tls == nil {
+		if c.Flags&connTLS == 0 {
 			c.St.BytesOut += int64(n) // over TLS, sealLocked counts plaintext
 		}
 		c.LastProgress = l.Now
@@ -198,7 +199,7 @@ func (l *loop) settle(c *conn, pending int) {
 			l.cancelRecv(c)
 		}
 	case -1:
-		if c.IO.held != nil || c.Flags&connEOFHeld != 0 || c.IO.tls != nil && c.IO.tls.Held() {
+		if c.Flags&(connHeld|connEOFHeld) != 0 || c.Flags&connTLS != 0 && tlsOf(c).Held() {
 			l.resume(c)
 			return
 		}

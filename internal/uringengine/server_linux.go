@@ -93,7 +93,15 @@ func (s *server) setup(lns []net.Listener) ([]*loop, error) {
 			}
 			return nil, err
 		}
-		l.lns = append(l.lns, &listener{Listener: *li, idx: len(l.lns)})
+		lw := &listener{Listener: *li, idx: len(l.lns)}
+		l.lns = append(l.lns, lw)
+		var ok bool
+		if lw.id, ok = s.AddListener(&lw.Listener); !ok {
+			for _, l := range loops {
+				l.releaseListeners()
+			}
+			return nil, fmt.Errorf("switchboard: at most %d listeners", loopconn.MaxListeners)
+		}
 	}
 	cores := make([]*loopconn.Loop[connIO], len(loops))
 	for i, l := range loops {

@@ -13,7 +13,7 @@ import (
 
 // TLS on the ring, with the rules the reactor follows (tlsloop.Session):
 // only the way bytes move differs. A TLS connection has a tlsConn
-// (conn.IO.tls; nil otherwise, one nil check where the paths part).
+// (the core's engine state for it, tlsOf, flagged connTLS: one flag test where the paths part).
 //
 //   - Receive: each provided buffer's ciphertext is fed to the TLS state,
 //     which copies it, and the buffer is recycled at once as for
@@ -51,13 +51,14 @@ func (t *tlsConn) Held() bool { return t.Ready && (t.Conn().Buffered() > 0 || t.
 // the header.
 func (l *loop) StartTLS(c *conn, rest []byte) {
 	t := new(tlsConn)
-	c.IO.tls = t
+	c.SetEngineState(t)
+	c.Flags |= connTLS
 	l.StartSession(c, &t.Session, &t.ev, l.s.tls, rest)
 }
 
 // bufferTLS takes one received buffer of ciphertext for c.
 func (l *loop) bufferTLS(c *conn, data []byte) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	c.LastRead = l.Now
 	tc := t.Conn()
 	tc.Feed(data)
@@ -76,7 +77,7 @@ func (l *loop) bufferTLS(c *conn, data []byte) {
 // reports it where the stream ends (io.EOF at a record boundary, an
 // error inside one).
 func (l *loop) eofTLS(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	t.Conn().FeedEOF()
 	t.eof = true
 	l.holdTLS(c)
@@ -96,7 +97,7 @@ func (l *loop) holdTLS(c *conn) {
 
 // releaseTLS lets c receive again unless its peer has shut down.
 func (l *loop) releaseTLS(c *conn) {
-	if c.Flags&connTLSHold == 0 || c.IO.tls.eof {
+	if c.Flags&connTLSHold == 0 || tlsOf(c).eof {
 		return
 	}
 	c.Flags &^= connTLSHold
@@ -126,7 +127,7 @@ func (l *loop) inputTLS(c *conn) {
 // decryptTLS is one round of inputTLS: at most a buffer of plaintext,
 // delivered and settled. It reports whether another round may find more.
 func (l *loop) decryptTLS(c *conn) bool {
-	k, err := c.IO.tls.Decrypt(&c.In, l.SplitOf(c), l.pbuf)
+	k, err := tlsOf(c).Decrypt(&c.In, l.SplitOf(c), l.pbuf)
 	c.CountIn(k)
 	delivered, ferr := l.Dispatch(c, false)
 	if ferr != nil {
@@ -161,7 +162,7 @@ func (l *loop) decryptTLS(c *conn) bool {
 // close it with the handshake's reason after writing what explains it
 // (an alert), best effort.
 func (l *loop) HandshakeDone(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	if t.Err != nil {
 		c.Mu.Lock()
 		t.TakeOutput()
@@ -200,7 +201,7 @@ func (l *loop) HandshakeOutput(c *conn) {
 // sealLocked seals what c's plaintext outbox may give the session and
 // returns what counts as pending. c.Mu is held.
 func (l *loop) sealLocked(c *conn) (int, error) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	n, err := t.Seal(&c.Out, c.State == connstate.ShuttingWrite)
 	c.St.BytesOut += int64(n)
 	return t.Pending(c.Out.Len()), err
@@ -210,7 +211,7 @@ func (l *loop) sealLocked(c *conn) (int, error) {
 // nothing is half-sent, and the ciphertext is released unless a send of
 // it is in flight (retire releases it then). c.Mu is held.
 func (l *loop) closeTLS(c *conn) {
-	t := c.IO.tls
+	t := tlsOf(c)
 	if b := t.Close(); len(b) > 0 && c.Flags&connSending == 0 {
 		rawio.Write(int(c.Fd), b) // best effort: the descriptor closes next
 	}
@@ -222,12 +223,18 @@ func (l *loop) closeTLS(c *conn) {
 // ConnectionState is the loopconn.TLSEngine hook behind
 // conn.ConnectionState.
 func (l *loop) ConnectionState(c *conn) (tls.ConnectionState, bool) {
-	if c.IO.tls == nil {
+	c.Mu.Lock()
+	t, _ := c.EngineState().(*tlsConn)
+	c.Mu.Unlock()
+	if t == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.IO.tls.ConnectionState()
+	return t.ConnectionState()
 }
 
 // HandshakePending reports whether c is a TLS connection still in its
 // handshake, which a drain closes at once.
-func (l *loop) HandshakePending(c *conn) bool { return c.IO.tls != nil && !c.IO.tls.Ready }
+func (l *loop) HandshakePending(c *conn) bool { return c.Flags&connTLS != 0 && !tlsOf(c).Ready }
+
+// tlsOf is c's TLS layer; c has one (connTLS). On the loop.
+func tlsOf(c *conn) *tlsConn { return c.EngineState().(*tlsConn) }
