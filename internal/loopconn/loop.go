@@ -72,19 +72,14 @@ type Engine[IO any] interface {
 }
 
 // TLSEngine is an Engine that serves TLS: the core starts the handshake
-// where a plaintext connection would open, and asks it for the
-// negotiated state.
+// where a plaintext connection would open, and reports its progress. The
+// engine keeps each TLS connection's state with SetEngineState, a value
+// embedding its tlsloop.Session, which the core asks for the negotiated
+// state and whether the handshake is still on.
 type TLSEngine[IO any] interface {
 	// StartTLS begins c's handshake; rest is what followed its PROXY
 	// header, if it had one.
 	StartTLS(c *Conn[IO], rest []byte)
-	// HandshakePending reports whether c has not finished its
-	// handshake: the handler never heard of it, so a drain closes it at
-	// once.
-	HandshakePending(c *Conn[IO]) bool
-	// ConnectionState is c's negotiated TLS state, ok false before its
-	// handshake is done.
-	ConnectionState(c *Conn[IO]) (cs tls.ConnectionState, ok bool)
 	// HandshakeOutput sends the flight c's handshake has written
 	// (TaskTLSOutput, posted by TLSEvents); c is not closed.
 	HandshakeOutput(c *Conn[IO])
@@ -111,13 +106,30 @@ func (e *TLSEvents[IO]) HandshakeDone(err error) {
 	e.C.L.Post(Task[IO]{Kind: TaskTLSDone, C: e.C})
 }
 
+// tlsSession is what a TLSEngine keeps as a TLS connection's engine
+// state (SetEngineState): its tlsloop.Session, embedded, answers for it.
+type tlsSession interface {
+	ConnectionState() (tls.ConnectionState, bool)
+	Handshaking() bool
+}
+
 // ConnectionState returns the negotiated TLS parameters; ok is false for
-// a connection without TLS, or before its handshake.
+// a connection without TLS, or before its handshake. From any goroutine.
 func (c *Conn[IO]) ConnectionState() (tls.ConnectionState, bool) {
-	if c.L.tls == nil {
+	c.Mu.Lock()
+	s, _ := c.EngineState().(tlsSession)
+	c.Mu.Unlock()
+	if s == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.L.tls.ConnectionState(c)
+	return s.ConnectionState()
+}
+
+// handshakePending reports whether c is a TLS connection still in its
+// handshake: the handler never heard of it, so a drain closes it at once.
+func (c *Conn[IO]) handshakePending() bool {
+	s, ok := c.EngineState().(tlsSession)
+	return ok && s.Handshaking()
 }
 
 // Waker makes a loop's wait return; the only part of the engine other

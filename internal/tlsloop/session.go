@@ -176,6 +176,10 @@ func (s *Session) Close() []byte {
 	return b
 }
 
+// Handshaking reports whether the loop has not yet seen the handshake
+// succeed (SetReady).
+func (s *Session) Handshaking() bool { return !s.Ready }
+
 // ConnectionState returns the negotiated parameters once the handshake
 // has succeeded.
 func (s *Session) ConnectionState() (tls.ConnectionState, bool) {

@@ -1,7 +1,6 @@
 package uringengine
 
 import (
-	"crypto/tls"
 	"io"
 
 	"switchboard/internal/connstate"
@@ -219,22 +218,6 @@ func (l *loop) closeTLS(c *conn) {
 		t.Out.Release()
 	}
 }
-
-// ConnectionState is the loopconn.TLSEngine hook behind
-// conn.ConnectionState.
-func (l *loop) ConnectionState(c *conn) (tls.ConnectionState, bool) {
-	c.Mu.Lock()
-	t, _ := c.EngineState().(*tlsConn)
-	c.Mu.Unlock()
-	if t == nil {
-		return tls.ConnectionState{}, false
-	}
-	return t.ConnectionState()
-}
-
-// HandshakePending reports whether c is a TLS connection still in its
-// handshake, which a drain closes at once.
-func (l *loop) HandshakePending(c *conn) bool { return c.Flags&connTLS != 0 && !tlsOf(c).Ready }
 
 // tlsOf is c's TLS layer; c has one (connTLS). On the loop.
 func tlsOf(c *conn) *tlsConn { return c.EngineState().(*tlsConn) }
