@@ -25,7 +25,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 for round in $(seq "$repeat"); do
 	for s in "${servers[@]}"; do
-		port=$(( 20000 + RANDOM % 20000 ))
+		port=$(free_port)
 		start_server "$sb" "$s" "$port" "$tmp/err"
 		taskset -c 1 "$sb" bench --connect "127.0.0.1:$port" --conns "$conns" --rate "$rate" --duration "$duration" --warmup 1s \
 			--server-pid "$pid" --cpu-load none --json "$tmp/r.json" >/dev/null 2>"$tmp/bench.err" || true

@@ -19,3 +19,9 @@ wait_port() {
 		sleep 0.05
 	done
 }
+
+# free_port prints a loopback port nothing listens on now (the kernel's
+# choice), so a server does not collide with one still on a random pick.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

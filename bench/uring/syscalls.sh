@@ -28,7 +28,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for s in "${servers[@]}"; do
-	port=$(( 20000 + RANDOM % 20000 ))
+	port=$(free_port)
 	env=()
 	case $s in
 	c-epoll|c-uring)

@@ -28,7 +28,7 @@ trap 'rm -rf "$tmp"' EXIT
 for round in $(seq "$rounds"); do
 	for i in "${!servers[@]}"; do
 		s=${servers[$i]}
-		port=$(( 20000 + RANDOM % 20000 ))
+		port=$(free_port)
 		rm -f "$tmp/r.json"
 		start_server "$sb" "$s" "$port" "$tmp/err"
 		taskset -c 1 "$sb" bench --connect "127.0.0.1:$port" --conns "$conns" --size "$size" --pipeline "$pipeline" \

@@ -70,7 +70,8 @@ c-uring's and goroutine's in the same cell, for those that ran.
 --rate R offers every server the same open-loop load instead: R messages
 per second in total, spread evenly over the cell's connections on a fixed
 schedule, as bench --rate does, latency measured from each message's due
-time. --rate R1,R2,... runs every cell at each rate. The table gives,
+time. --rate R1,R2,... runs every cell at each rate; each rate must give
+every connection at least one message in --duration. The table gives,
 per server, the offered and achieved rates, the shortfall, p50 and p99,
 server CPU per message and the CPU utilisation of the server and of the
 load generator, with server CPU per message as a ratio to the first

@@ -219,6 +219,14 @@ func newComparer(cmd *cobra.Command, f *compareFlags) (*comparer, error) {
 			return nil, err
 		}
 		cmp.cells = withRates(cmp.cells, cmp.rates)
+		for _, c := range cmp.cells {
+			// Fewer messages than connections in the window leaves some
+			// connections silent: the cell is not the one asked for.
+			if c.Rate*f.duration.Seconds() < float64(c.Conns) {
+				return nil, usagef("--rate %s over %d connections sends less than one message per connection in --duration %v: raise --rate or --duration",
+					strconv.FormatFloat(c.Rate, 'f', -1, 64), c.Conns, f.duration)
+			}
+		}
 	}
 	cmp.maxFrame = max(maxSize, framing.DefaultMaxFrame)
 	if cmp.codec, err = framing.Parse(f.framing, int(cmp.maxFrame)); err != nil {

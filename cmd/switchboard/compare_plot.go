@@ -214,9 +214,16 @@ func drawLegend(c draw.Canvas, targets, ran []string, sums []summary, idles []id
 	if len(sums) > 0 {
 		note += "; every panel has its own scale; P: messages in flight per connection"
 	}
+
 	small := textStyle(8)
 	small.YAlign = draw.YCenter
-	c.FillText(small, vg.Point{X: c.Min.X + 4*vg.Millimeter, Y: y - 6*vg.Millimeter}, note)
+	below := 6 * vg.Millimeter
+	if slices.ContainsFunc(sums, func(s summary) bool { return s.Fixed != nil }) {
+		below = 5 * vg.Millimeter // room for a second line above the panels' titles
+		c.FillText(small, vg.Point{X: c.Min.X + 4*vg.Millimeter, Y: y - below - 3.3*vg.Millimeter},
+			"open loop: dashed, the rate offered to every server; *, a server that did not hold it (its figures are at a lower rate)")
+	}
+	c.FillText(small, vg.Point{X: c.Min.X + 4*vg.Millimeter, Y: y - below}, note)
 }
 
 // cellPanel draws fig for every server that ran cell c: one bar each, in
@@ -228,6 +235,7 @@ func cellPanel(fig figure, c cell, sums []summary, targets []string, colour func
 	top := 0.0
 	var whiskers plotter.YErrors
 	var at plotter.XYs
+	var missed plotter.XYLabels // servers short of a fixed rate
 	for i, t := range targets {
 		for _, s := range sums {
 			if s.Target != t || s.Cell != c {
@@ -248,12 +256,29 @@ func cellPanel(fig figure, c cell, sums []summary, targets []string, colour func
 			at = append(at, plotter.XY{X: float64(i), Y: st.Median})
 			whiskers = append(whiskers, struct{ Low, High float64 }{st.Median - st.Min, st.Max - st.Median})
 			top = max(top, st.Max)
+			if s.Fixed != nil && !s.Fixed.Held {
+				missed.XYs = append(missed.XYs, plotter.XY{X: float64(i), Y: st.Max})
+				missed.Labels = append(missed.Labels, "*")
+			}
 		}
 	}
 	if err := addWhiskers(p, at, whiskers); err != nil {
 		return nil, err
 	}
-	p.Y.Min, p.Y.Max = 0, max(top*1.08, 1e-9)
+	if len(missed.XYs) > 0 {
+		// The table's mark: this server's figure is not at the offered rate.
+		labels, err := plotter.NewLabels(missed)
+		if err != nil {
+			return nil, err
+		}
+		for i := range labels.TextStyle {
+			labels.TextStyle[i].Font.Size = vg.Points(12)
+			labels.TextStyle[i].XAlign = draw.XCenter
+		}
+		labels.Offset = vg.Point{Y: vg.Millimeter}
+		p.Add(labels)
+	}
+	p.Y.Min, p.Y.Max = 0, max(top*1.12, 1e-9)
 	return p, nil
 }
 

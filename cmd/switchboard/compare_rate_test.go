@@ -34,6 +34,7 @@ func TestCompareRateValidation(t *testing.T) {
 		{[]string{"--rate", "10000:100000:10000"}, "FROM:TO:STEP with --slo is bench's"},
 		{[]string{"--rate", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"}, "17 rates, at most 16"},
 		{[]string{"--cells", "none", "--idle", "10", "--rate", "1000"}, "--rate needs cells"},
+		{[]string{"--cells", "1000x64x1", "--rate", "100", "--duration", "5s"}, "--rate 100 over 1000 connections sends less than one message per connection in --duration 5s"},
 	} {
 		_, err := parseCompare(t, tc.args...)
 		var ue usageError
@@ -278,7 +279,7 @@ func TestCompareRateReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"100 conns, 64 B, P=1, at 100,000/s", "stroke-dasharray"} {
+	for _, want := range []string{"100 conns, 64 B, P=1, at 100,000/s", "stroke-dasharray", "open loop: dashed, the rate offered to every server", ">*<"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("chart lacks %q", want)
 		}

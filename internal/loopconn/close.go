@@ -50,7 +50,7 @@ func (l *Loop[IO]) Close(c *Conn[IO], err error) {
 		l.stopAfters(r)
 	}
 	l.Eng.CloseIO(c)
-	c.In.Reset(l.SplitOf(c))
+	l.resetIn(c)
 	l.N--
 	l.Load.Add(-1)
 	s.NConns.Add(-1)
@@ -108,7 +108,7 @@ func (l *Loop[IO]) Drain() {
 		// The idle timer becomes the linger timer once our FIN is out;
 		// until then the write timeout and Shutdown's deadline bound it.
 		l.Disarm(c, TimerIdle)
-		c.In.Reset(l.SplitOf(c))
+		l.resetIn(c)
 		l.drainConn(c)
 	}
 }

@@ -49,7 +49,7 @@ const (
 // gets a buffer of its own, returned when empty) and no output buffer
 // (chunks come from a pool on the first Write and go back once flushed).
 // So it is laid out for size: what every connection uses is here, in
-// order of alignment so that nothing is padding (208 bytes, a Go size
+// order of alignment so that nothing is padding (176 bytes, a Go size
 // class, with either engine's IO), and what few connections use
 // (SetValue, Context, SetCodec, AfterFunc, SetIdleTimeout, a PROXY
 // header, a wildcard listener's local address, TLS) is in a side struct
@@ -66,9 +66,11 @@ type Conn[IO any] struct {
 	// L is the loop that owns the connection.
 	L    *Loop[IO]
 	rare *rare[IO] // made on first use, never replaced (rare.go)
-	// In is the frame loop's state: a partial frame between reads, else
-	// empty.
-	In framing.Accumulator
+	// In is the frame loop's state during a batch of input (Loop.In) and
+	// while a partial frame is held between batches; nil otherwise, so an
+	// idle connection carries a pointer rather than the 40 bytes of an
+	// Accumulator.
+	In *framing.Accumulator
 	// LastRead is the loop clock at the last read that returned data.
 	LastRead int64
 	// LastProgress is the loop clock at the last write progress while
@@ -90,7 +92,7 @@ type Conn[IO any] struct {
 	msgsFolded uint32
 	// reported is the pending output last added to Stats.PendingBytes,
 	// saturated at 2 GiB (only a MaxPending over 1 GiB reaches it): four
-	// bytes, beside msgsFolded, keep the struct at 208.
+	// bytes, beside msgsFolded, keep the struct in its size class.
 	reported int32
 
 	// IO is the engine's own state for the connection. It sits between
@@ -303,6 +305,14 @@ func (c *Conn[IO]) SetReplyCodec(codec framing.Codec) {
 	c.Mu.Lock()
 	c.rareLocked().reply = codec
 	c.Mu.Unlock()
+}
+
+// Held is how many bytes of a partial frame c holds between batches.
+func (c *Conn[IO]) Held() int {
+	if c.In == nil {
+		return 0
+	}
+	return c.In.Buffered()
 }
 
 // Closing reports whether Close was called or a Write passed the limit:

@@ -21,12 +21,13 @@ import (
 // engine's flush, or ok false when c has closed (the flush is not to
 // follow).
 func (l *Loop[IO]) Deliver(c *Conn[IO], n int) (msgs int64, ok bool) {
+	l.In(c) // at the peer's FIN there may be nothing fed
 	c.Mu.Lock()
 	c.shared |= sharedSched
 	c.St.BytesIn += int64(n)
 	c.Mu.Unlock()
 	if c.State == connstate.Header && !l.header(c) {
-		c.In.Done(l.SplitOf(c))
+		l.EndInput(c)
 		return 0, c.State != connstate.Closed
 	}
 	atEOF := c.State.AtEOF()
@@ -39,7 +40,7 @@ func (l *Loop[IO]) Deliver(c *Conn[IO], n int) (msgs int64, ok bool) {
 		l.Close(c, err)
 		return 0, false
 	}
-	c.In.Done(l.SplitOf(c))
+	l.EndInput(c)
 	l.FrameCheck(c, delivered > 0)
 	if atEOF && c.State == connstate.PeerShut && !c.Closing() {
 		if err := l.Guard(c, "OnPeerClose", l.S.Cfg.OnPeerClose); err != nil {
@@ -73,12 +74,14 @@ func (l *Loop[IO]) switchCodec(c *Conn[IO]) *framing.Splitter {
 	if codec != nil {
 		r.split = framing.NewSplitter(codec, framing.SplitterOptions{Room: inbuf.ReadRoom, Buffers: l.Free})
 		c.Flags |= flagSplit
-		c.In.Skip(0)
+		if c.In != nil {
+			c.In.Skip(0)
+		}
 	}
 	return l.SplitOf(c)
 }
 
-// Dispatch hands every complete frame in c.In to OnMessage, atEOF
+// Dispatch hands every complete frame in c.In (Loop.In) to OnMessage, atEOF
 // deciding what a truncated one means. Its error is a framing error, or
 // ErrPanic: a panic in the handler is recovered here, once per batch (an
 // open-coded defer costs next to nothing per message), and closes only
@@ -227,7 +230,7 @@ func (l *Loop[IO]) BeginFlush(c *Conn[IO], msgs int64) bool {
 		c.req.And(^uint32(reqIdle))
 		l.rearmIdle(c)
 	}
-	if r&reqCodec != 0 && c.State != connstate.Closed && c.In.Buffered() == 0 {
+	if r&reqCodec != 0 && c.State != connstate.Closed && c.Held() == 0 {
 		// Nothing held to decode: the next read uses the new codec. (With
 		// bytes held, input switches before decoding them.)
 		c.Mu.Unlock()

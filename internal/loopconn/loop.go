@@ -177,6 +177,7 @@ type Loop[IO any] struct {
 	// iter is the histogram of this loop's iterations (a wake-up with
 	// work to the next wait); only the loop writes it.
 	iter engine.Histogram
+	accs []*framing.Accumulator // free list of frame-loop states (In)
 	// Spare is a descriptor held in reserve for shedding connections when
 	// the process runs out (Shed), -1 if none.
 	Spare int
@@ -445,6 +446,47 @@ func (l *Loop[IO]) Warnf(msg string, args ...any) {
 	}
 	l.lastWarn = l.Now
 	l.S.Log.Warn(msg, args...)
+}
+
+// In is c's frame-loop state for a batch of input: its own while it
+// holds a partial frame, else one from the loop's free list, which EndInput
+// takes back when the batch leaves nothing held. Feed it, then Deliver.
+func (l *Loop[IO]) In(c *Conn[IO]) *framing.Accumulator {
+	if c.In == nil {
+		if k := len(l.accs); k > 0 {
+			c.In = l.accs[k-1]
+			l.accs[k-1] = nil
+			l.accs = l.accs[:k-1]
+		} else {
+			c.In = new(framing.Accumulator)
+		}
+	}
+	return c.In
+}
+
+// EndInput ends a batch of input on c (framing.Accumulator.Done): a partial
+// frame's bytes are kept in a buffer of c's own; with none left, the
+// frame-loop state goes back to the loop.
+func (l *Loop[IO]) EndInput(c *Conn[IO]) {
+	if c.In == nil {
+		return
+	}
+	c.In.Done(l.SplitOf(c))
+	if c.In.Buffered() == 0 {
+		l.accs = append(l.accs, c.In)
+		c.In = nil
+	}
+}
+
+// resetIn drops whatever c holds of its input (it is closing, or
+// draining) and gives the frame-loop state back.
+func (l *Loop[IO]) resetIn(c *Conn[IO]) {
+	if c.In == nil {
+		return
+	}
+	c.In.Reset(l.SplitOf(c))
+	l.accs = append(l.accs, c.In)
+	c.In = nil
 }
 
 // SplitOf is the frame loop c decodes with: the loop's, unless the

@@ -104,7 +104,7 @@ func rig(t *testing.T, cfg engine.Config) (*Loop[fakeIO], *fake, *recorder, *Con
 // and the engine is told how many messages to flush.
 func TestDeliverEchoes(t *testing.T) {
 	l, _, h, c := rig(t, engine.Config{Codec: framing.Line(64)})
-	c.In.Feed(l.SplitOf(c), []byte("one\ntwo\nthr"))
+	l.In(c).Feed(l.SplitOf(c), []byte("one\ntwo\nthr"))
 	msgs, ok := l.Deliver(c, 11)
 	if !ok || msgs != 2 {
 		t.Fatalf("Deliver = %d, %v; want 2, true", msgs, ok)
@@ -118,6 +118,15 @@ func TestDeliverEchoes(t *testing.T) {
 	l.Eng.Flush(c, msgs)
 	if st := c.Stats(); st.BytesIn != 11 || st.MessagesIn != 2 || st.MessagesOut != 2 {
 		t.Fatalf("stats %+v", st)
+	}
+	// The rest of the frame completes it: nothing is held, and the
+	// connection gives its frame-loop state back to the loop.
+	l.In(c).Feed(l.SplitOf(c), []byte("ee\n"))
+	if msgs, ok := l.Deliver(c, 3); !ok || msgs != 1 || string(h.msgs[2]) != "three" {
+		t.Fatalf("Deliver = %d, %v; handler got %q", msgs, ok, h.msgs)
+	}
+	if c.In != nil || len(l.accs) != 1 {
+		t.Fatalf("nothing held, yet the connection keeps its accumulator (%p, %d free)", c.In, len(l.accs))
 	}
 }
 
@@ -245,15 +254,15 @@ func TestMaxConns(t *testing.T) {
 }
 
 // TestConnSize: a connection is what an idle connection costs, so it
-// stays in the 208-byte size class with an engine's IO of up to four
+// stays in the 176-byte size class with an engine's IO of up to four
 // bytes (the reactor has none, the completion engine a slot number).
 func TestConnSize(t *testing.T) {
 	for name, size := range map[string]uintptr{
 		"no IO":        unsafe.Sizeof(Conn[struct{}]{}),
 		"four-byte IO": unsafe.Sizeof(Conn[struct{ slot uint32 }]{}),
 	} {
-		if size > 208 {
-			t.Errorf("Conn with %s is %d bytes, want at most 208", name, size)
+		if size > 176 {
+			t.Errorf("Conn with %s is %d bytes, want at most 176", name, size)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func (l *Loop[IO]) frameCheck(c *Conn[IO], delivered bool) {
 	if r&reqFrameBegun != 0 {
 		c.req.And(^uint32(reqFrameBegun))
 	}
-	codecPartial := c.In.Buffered() > 0
+	codecPartial := c.Held() > 0
 	if !codecPartial && r&reqPartial == 0 {
 		c.Flags &^= FlagFrame
 		return

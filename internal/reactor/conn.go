@@ -13,7 +13,7 @@ import "switchboard/internal/loopconn"
 type conn = loopconn.Conn[connIO]
 
 // connIO is the reactor's part of a connection (conn.IO): nothing beyond
-// its flags, so a connection is the core's 208 bytes.
+// its flags, so a connection is the core's 176 bytes.
 type connIO struct{}
 
 // The reactor's own flags (conn.Flags), beside the core's

@@ -23,7 +23,7 @@ func (l *loop) readable(c *conn) {
 	// A partial frame is waiting: read straight behind it rather than
 	// into the loop buffer and copy. Otherwise read into the loop buffer
 	// and decode from there.
-	held := c.In.Buffered() > 0
+	held := c.Held() > 0
 	buf := l.buf
 	if held {
 		buf = c.In.Room(l.SplitOf(c))
@@ -39,7 +39,7 @@ func (l *loop) readable(c *conn) {
 		if held {
 			c.In.Commit(n)
 		} else {
-			c.In.Feed(l.SplitOf(c), l.buf[:n])
+			l.In(c).Feed(l.SplitOf(c), l.buf[:n])
 		}
 		l.input(c, n)
 	case n == 0 && err == nil:

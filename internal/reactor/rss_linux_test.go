@@ -75,8 +75,8 @@ func testIdleRSS(t *testing.T, model string) {
 	rss1, heap1 := vmRSS(t), heapInUse()
 	t.Logf("%d idle connections: VmRSS %+d KiB = %d bytes/conn; Go heap in use %+d KiB = %d bytes/conn",
 		conns, (rss1-rss0)/1024, (rss1-rss0)/conns, (heap1-heap0)/1024, (heap1-heap0)/conns)
-	if per := (rss1 - rss0) / conns; per > 512 {
-		t.Errorf("%d bytes of RSS per idle connection, target 512", per)
+	if per := (rss1 - rss0) / conns; per > 256 {
+		t.Errorf("%d bytes of RSS per idle connection, target 256", per)
 	}
 }
 

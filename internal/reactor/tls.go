@@ -96,7 +96,7 @@ func (l *loop) inputTLS(c *conn) {
 	c.BeginCallbacks()
 	delivered := 0
 	for {
-		k, err := tlsOf(c).Decrypt(&c.In, l.SplitOf(c), l.buf)
+		k, err := tlsOf(c).Decrypt(l.In(c), l.SplitOf(c), l.buf)
 		c.CountIn(k)
 		n, ferr := l.Dispatch(c, false)
 		delivered += n
@@ -104,7 +104,7 @@ func (l *loop) inputTLS(c *conn) {
 			l.Close(c, ferr)
 			return
 		}
-		c.In.Done(l.SplitOf(c))
+		l.EndInput(c)
 		if c.State == connstate.Closed {
 			return
 		}

@@ -123,7 +123,7 @@ func (l *loop) buffer(id uint16, data []byte) {
 		l.hold(c, data)
 	default:
 		c.LastRead = l.Now
-		c.In.Feed(l.SplitOf(c), data)
+		l.In(c).Feed(l.SplitOf(c), data)
 		l.input(c, len(data))
 	}
 	l.br.Recycle(id)
@@ -204,7 +204,7 @@ func (l *loop) resume(c *conn) {
 			n := min(l.br.Size(), len(h.b)-h.off)
 			chunk := h.b[h.off : h.off+n]
 			h.off += n
-			c.In.Feed(l.SplitOf(c), chunk)
+			l.In(c).Feed(l.SplitOf(c), chunk)
 			l.input(c, n)
 		}
 		if h.off == len(h.b) {

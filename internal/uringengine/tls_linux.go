@@ -126,14 +126,14 @@ func (l *loop) inputTLS(c *conn) {
 // decryptTLS is one round of inputTLS: at most a buffer of plaintext,
 // delivered and settled. It reports whether another round may find more.
 func (l *loop) decryptTLS(c *conn) bool {
-	k, err := tlsOf(c).Decrypt(&c.In, l.SplitOf(c), l.pbuf)
+	k, err := tlsOf(c).Decrypt(l.In(c), l.SplitOf(c), l.pbuf)
 	c.CountIn(k)
 	delivered, ferr := l.Dispatch(c, false)
 	if ferr != nil {
 		l.Close(c, ferr)
 		return false
 	}
-	c.In.Done(l.SplitOf(c))
+	l.EndInput(c)
 	more := false
 	switch {
 	case c.State == connstate.Closed:
