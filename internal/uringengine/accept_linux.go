@@ -76,8 +76,50 @@ func (l *loop) accepted(cqe *uring.CQE, li *listener) {
 			li.resumeAfter = l.Now + int64(acceptPause)
 		}
 	}
+	if !li.armed && li.closed && !li.fdClosed {
+		l.takeBacklog(li)
+		li.closeFd()
+	}
 	if !li.armed && !li.closed && !l.Draining && !l.Closing && li.resumeAfter == 0 {
 		l.armAccept(li)
+	}
+}
+
+// maxBacklog bounds the connections takeBacklog takes: at most a full
+// accept queue.
+const maxBacklog = 4096
+
+// takeBacklog accepts, with accept4, what is still queued on li once its
+// multishot accept has been cancelled, and drains it with the rest (or
+// resets it, closing). The accept queue is shared with any other process
+// holding the socket (an upgrade's successor), but io_uring waits for a
+// connection as an exclusive waiter: the wake-up for one that arrived
+// while our cancelled accept still sat on the socket's wait queue can be
+// spent on it, and the other process, never woken, would leave that
+// connection in the queue until the next one arrives (seen with
+// DEFER_TASKRUN, where the cancel is submitted before the deferred
+// accept runs). Taken here, it gets a clean EOF its client can retry.
+func (l *loop) takeBacklog(li *listener) {
+	for range maxBacklog {
+		fd, _, err := sockfd.Accept(li.Fd)
+		if err != nil {
+			return // EAGAIN: empty; anything else: nothing more to take
+		}
+		if l.Closing {
+			sockfd.Reset(fd)
+			continue
+		}
+		if c := l.Admit(fd, li.id, nil); c != nil {
+			l.Place(c)
+		}
+	}
+}
+
+// closeFd closes the loop's duplicate of the listening descriptor, once.
+func (li *listener) closeFd() {
+	if !li.fdClosed {
+		unix.Close(li.Fd)
+		li.fdClosed = true
 	}
 }
 

@@ -66,20 +66,21 @@ func (l *loop) DrainConn(c *conn) bool {
 	return true
 }
 
-// CloseListeners cancels each listener's accept, then closes the loop's
-// duplicate of its descriptor (the net.Listener is closed by Serve).
+// CloseListeners cancels each listener's accept. The loop's duplicate of
+// the descriptor (the net.Listener is closed by Serve) stays open until
+// the accept's last completion, when takeBacklog has used it.
 func (l *loop) CloseListeners() {
 	for _, li := range l.lns {
 		if li.closed {
 			continue
 		}
 		li.closed = true
+		if !li.armed {
+			li.closeFd()
+			continue
+		}
 		sqe := l.sqe()
 		sqe.PrepCancel(userData(udAccept, 0, uint32(li.idx)), true)
-		sqe.SetUserData(userData(udCancel, 0, 0))
-		sqe.SetFlags(uring.SQEIOHardlink | uring.SQECQESkipSuccess)
-		sqe = l.sqe()
-		sqe.PrepClose(li.Fd)
 		sqe.SetUserData(userData(udCancel, 0, 0))
 		sqe.SetFlags(uring.SQECQESkipSuccess)
 	}

@@ -53,5 +53,6 @@ type listener struct {
 	idx         int    // position in l.lns, carried in the accept's user data
 	armed       bool   // the multishot accept is in the kernel
 	resumeAfter int64  // re-arm no earlier than this (after a failure), 0 = now
-	closed      bool
+	closed      bool   // CloseListeners ran: the accept is cancelled, never re-armed
+	fdClosed    bool   // the loop's duplicate descriptor is closed
 }

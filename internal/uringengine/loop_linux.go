@@ -13,9 +13,10 @@ import (
 	"switchboard/internal/uring"
 )
 
-// The loop, its ring and its task queue. The rest of a loop's work is by
-// concern: accept_linux.go, input_linux.go, output_linux.go,
-// close_linux.go, timer_linux.go.
+// The loop and its ring. The engine-independent half (the connection
+// table, timers, the task queue, the close path) is a loopconn.Loop; the
+// rest of a loop's work is by concern: accept_linux.go, input_linux.go,
+// output_linux.go, close_linux.go.
 
 type task = loopconn.Task[connIO]
 
@@ -187,10 +188,8 @@ func (l *loop) release() {
 
 func (l *loop) releaseListeners() {
 	for _, li := range l.lns {
-		if !li.closed {
-			unix.Close(li.Fd)
-			li.closed = true
-		}
+		li.closed = true
+		li.closeFd()
 	}
 }
 
