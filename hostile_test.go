@@ -204,10 +204,11 @@ func testMaxConnsPerIP(t *testing.T, model string) {
 	})
 	// Another address has its own allowance.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	other, err := d.Dial("tcp", addr)
+	raw, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	other := clientOver(addr, raw)
 	defer other.Close()
 	other.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := ping(other); err != nil {

@@ -7,5 +7,5 @@ import "switchboard/internal/uringengine"
 // `--model uring` fails before listening, with the reason, and "auto"
 // never picks it (LookupModel's preference stops at epoll).
 func init() {
-	registerChecked(ModelInfo{Name: ModelUring, EventLoop: true}, uringengine.New, uringengine.Check)
+	registerChecked(ModelInfo{Name: ModelUring, EventLoop: true, TLS: true}, uringengine.New, uringengine.Check)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard"
 	"switchboard/internal/testcert"
 )
 
@@ -43,14 +44,28 @@ func TestServeTLSFlagErrors(t *testing.T) {
 
 // TestServeTLSOpenSSL: openssl s_client, a TLS stack other than Go's,
 // talks to serve over TLS 1.2 and 1.3, with and without a client
-// certificate required; send --tls speaks to it too.
+// certificate required; send --tls speaks to it too. It runs on the
+// event-loop engines' two record layers' hosts: epoll (the reactor) and
+// uring, where io_uring is available.
 func TestServeTLSOpenSSL(t *testing.T) {
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
 		t.Skip("openssl not installed")
 	}
 	files := testcert.New(t).WriteFiles(t)
-	c := startChild(t, "serve", "--listen", "127.0.0.1:0", "--framing", "line",
+	for _, model := range []string{switchboard.ModelEpoll, switchboard.ModelUring} {
+		t.Run(model, func(t *testing.T) {
+			t.Parallel() // most of each run is s_client's 3 s of waiting
+			if err := switchboard.CheckModel(model); err != nil {
+				t.Skip(err)
+			}
+			testServeTLSOpenSSL(t, openssl, files, model)
+		})
+	}
+}
+
+func testServeTLSOpenSSL(t *testing.T, openssl string, files testcert.Files, model string) {
+	c := startChild(t, "serve", "--listen", "127.0.0.1:0", "--framing", "line", "--model", model,
 		"--tls-cert", files.ServerCert, "--tls-key", files.ServerKey)
 	addr := c.await(t, servingRE)
 	if !strings.Contains(c.log(), "tls=on") {
@@ -83,7 +98,7 @@ func TestServeTLSOpenSSL(t *testing.T) {
 	}
 
 	// Mutual TLS: without a client certificate openssl is refused.
-	m := startChild(t, "serve", "--listen", "127.0.0.1:0", "--framing", "line",
+	m := startChild(t, "serve", "--listen", "127.0.0.1:0", "--framing", "line", "--model", model,
 		"--tls-cert", files.ServerCert, "--tls-key", files.ServerKey, "--tls-client-ca", files.CA)
 	addr = m.await(t, servingRE)
 	if out, _ := sclient("-cert", files.ClientCert, "-key", files.ClientKey); !strings.Contains(out, "hello from openssl") {

@@ -56,8 +56,10 @@ type Conn interface {
 	SetReplyCodec(c framing.Codec)
 }
 
-// ConnStats are one connection's counters. Bytes are as on the wire
-// (framing included); messages are frames decoded and Writes queued.
+// ConnStats are one connection's counters. Bytes are as the framing sees
+// them (framing included; over TLS the plaintext, which every engine
+// counts, not the records); messages are frames decoded and Writes
+// queued.
 type ConnStats struct {
 	BytesIn, BytesOut       int64
 	MessagesIn, MessagesOut int64

@@ -7,6 +7,7 @@ import (
 
 	"switchboard/internal/connstate"
 	"switchboard/internal/sockfd"
+	"switchboard/internal/tlsloop"
 )
 
 // The accept policy, the same for a descriptor from accept4 and one from
@@ -110,6 +111,29 @@ func (l *Loop[IO]) Adopted(c *Conn[IO]) {
 	l.S.Stats.Accepted.Add(1)
 	l.S.Stats.Active.Add(1)
 	c.LastRead = l.Now
+}
+
+// StartSession begins the handshake of s, c's TLS session (kept in c.IO
+// by the engine), from a TLSEngine's StartTLS: c waits in
+// connstate.Header, unknown to the handler and without its idle timer
+// (the handshake timeout is tlsloop's), and s reports through ev.
+func (l *Loop[IO]) StartSession(c *Conn[IO], s *tlsloop.Session, ev *TLSEvents[IO], cfg *tlsloop.Config, rest []byte) {
+	*ev = TLSEvents[IO]{C: c, Session: s}
+	c.State = connstate.Header
+	l.Disarm(c, TimerIdle)
+	s.Start(cfg, ev, rest)
+}
+
+// OpenTLS opens c once its TLS handshake has succeeded: counted, idle
+// from now, then OnOpen as Start runs it. It returns false when OnOpen
+// panicked and closed c; otherwise the engine decrypts what came with the
+// client's last flight and flushes.
+func (l *Loop[IO]) OpenTLS(c *Conn[IO]) bool {
+	l.S.Stats.Handshakes.Add(1)
+	c.LastRead = l.Now
+	l.ArmIdle(c)
+	c.BeginCallbacks()
+	return l.Open(c)
 }
 
 // Start opens c once the engine has it reading: it drains at once while

@@ -97,7 +97,7 @@ func (l *Loop[IO]) Drain() {
 		if c == nil || c.State == connstate.Closed {
 			continue
 		}
-		if l.tls != nil && l.tls.HandshakePending(c) {
+		if l.tls != nil && c.handshakePending() {
 			// The handler has not heard of it: nothing to finish.
 			l.Close(c, nil)
 			continue

@@ -320,6 +320,17 @@ func (c *Conn[IO]) Held() int {
 // more.
 func (c *Conn[IO]) Closing() bool { return c.req.Load()&(reqClose|reqSlow) != 0 }
 
+// CountIn adds n bytes received to c's Stats: for an engine that counts
+// them apart from Deliver, as over TLS, where they are the plaintext
+// decrypted.
+func (c *Conn[IO]) CountIn(n int) {
+	if n != 0 {
+		c.Mu.Lock()
+		c.St.BytesIn += int64(n)
+		c.Mu.Unlock()
+	}
+}
+
 // BeginCallbacks marks c as in a callback batch, so that its Writes do
 // not post it to the loop: the batch's end flushes.
 func (c *Conn[IO]) BeginCallbacks() {

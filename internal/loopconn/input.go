@@ -153,8 +153,12 @@ func (l *Loop[IO]) header(c *Conn[IO]) bool {
 		c.Mu.Unlock()
 	}
 	if l.tls != nil {
-		// What follows the header is the TLS stream.
-		l.tls.StartTLS(c, c.In.Bytes())
+		// What follows the header is the TLS stream. It was counted in
+		// with the header; the engine counts it again as the plaintext
+		// it decrypts to, as it does the rest of the stream.
+		rest := c.In.Bytes()
+		c.CountIn(-len(rest))
+		l.tls.StartTLS(c, rest)
 		c.In.Reset(l.Split)
 		return true
 	}

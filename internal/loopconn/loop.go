@@ -17,6 +17,7 @@ import (
 	"switchboard/internal/inbuf"
 	"switchboard/internal/sockfd"
 	"switchboard/internal/timerheap"
+	"switchboard/internal/tlsloop"
 )
 
 // TaskKind says what a task asks of a loop.
@@ -25,12 +26,14 @@ type TaskKind uint8
 // Work other goroutines hand a loop through its queue. Kinds from
 // TaskEngine up are the engine's own and go to Engine.Task.
 const (
-	TaskKick   TaskKind = iota // look at C: queued output, Close, CloseWrite
-	TaskAdopt                  // take over a connection another loop accepted
-	TaskDrain                  // Shutdown began
-	TaskClose                  // close everything now
-	TaskAfter                  // arm a Conn.AfterFunc
-	TaskEngine                 // the first of the engine's own kinds
+	TaskKick      TaskKind = iota // look at C: queued output, Close, CloseWrite
+	TaskAdopt                     // take over a connection another loop accepted
+	TaskDrain                     // Shutdown began
+	TaskClose                     // close everything now
+	TaskAfter                     // arm a Conn.AfterFunc
+	TaskTLSOutput                 // C's handshake has output to send (TLSEngine.HandshakeOutput)
+	TaskTLSDone                   // C's handshake ended (TLSEngine.HandshakeDone)
+	TaskEngine                    // the first of the engine's own kinds
 )
 
 // Task is one piece of work posted to a loop.
@@ -69,28 +72,64 @@ type Engine[IO any] interface {
 }
 
 // TLSEngine is an Engine that serves TLS: the core starts the handshake
-// where a plaintext connection would open, and asks it for the
-// negotiated state.
+// where a plaintext connection would open, and reports its progress. The
+// engine keeps each TLS connection's state with SetEngineState, a value
+// embedding its tlsloop.Session, which the core asks for the negotiated
+// state and whether the handshake is still on.
 type TLSEngine[IO any] interface {
 	// StartTLS begins c's handshake; rest is what followed its PROXY
 	// header, if it had one.
 	StartTLS(c *Conn[IO], rest []byte)
-	// HandshakePending reports whether c has not finished its
-	// handshake: the handler never heard of it, so a drain closes it at
-	// once.
-	HandshakePending(c *Conn[IO]) bool
-	// ConnectionState is c's negotiated TLS state, ok false before its
-	// handshake is done.
-	ConnectionState(c *Conn[IO]) (cs tls.ConnectionState, ok bool)
+	// HandshakeOutput sends the flight c's handshake has written
+	// (TaskTLSOutput, posted by TLSEvents); c is not closed.
+	HandshakeOutput(c *Conn[IO])
+	// HandshakeDone opens c, or closes it with the reason in its
+	// session's Err (TaskTLSDone); c is not closed.
+	HandshakeDone(c *Conn[IO])
+}
+
+// TLSEvents are the tlsloop.Events of a connection's TLS session, the
+// same for every engine: called on the handshake's goroutines, they post
+// to the connection's loop, which runs the TLSEngine's hooks.
+type TLSEvents[IO any] struct {
+	C       *Conn[IO]
+	Session *tlsloop.Session
+}
+
+// Output posts TaskTLSOutput.
+func (e *TLSEvents[IO]) Output() { e.C.L.Post(Task[IO]{Kind: TaskTLSOutput, C: e.C}) }
+
+// HandshakeDone stores the result in the session, then posts TaskTLSDone
+// (the queue's lock orders the two for the loop).
+func (e *TLSEvents[IO]) HandshakeDone(err error) {
+	e.Session.Err = err
+	e.C.L.Post(Task[IO]{Kind: TaskTLSDone, C: e.C})
+}
+
+// tlsSession is what a TLSEngine keeps as a TLS connection's engine
+// state (SetEngineState): its tlsloop.Session, embedded, answers for it.
+type tlsSession interface {
+	ConnectionState() (tls.ConnectionState, bool)
+	Handshaking() bool
 }
 
 // ConnectionState returns the negotiated TLS parameters; ok is false for
-// a connection without TLS, or before its handshake.
+// a connection without TLS, or before its handshake. From any goroutine.
 func (c *Conn[IO]) ConnectionState() (tls.ConnectionState, bool) {
-	if c.L.tls == nil {
+	c.Mu.Lock()
+	s, _ := c.EngineState().(tlsSession)
+	c.Mu.Unlock()
+	if s == nil {
 		return tls.ConnectionState{}, false
 	}
-	return c.L.tls.ConnectionState(c)
+	return s.ConnectionState()
+}
+
+// handshakePending reports whether c is a TLS connection still in its
+// handshake: the handler never heard of it, so a drain closes it at once.
+func (c *Conn[IO]) handshakePending() bool {
+	s, ok := c.EngineState().(tlsSession)
+	return ok && s.Handshaking()
 }
 
 // Waker makes a loop's wait return; the only part of the engine other
@@ -250,6 +289,14 @@ func (l *Loop[IO]) RunQueue() {
 			l.Drain()
 		case TaskClose:
 			l.CloseAll()
+		case TaskTLSOutput:
+			if t.C.State != connstate.Closed {
+				l.tls.HandshakeOutput(t.C)
+			}
+		case TaskTLSDone:
+			if t.C.State != connstate.Closed {
+				l.tls.HandshakeDone(t.C)
+			}
 		default:
 			l.Eng.Task(t)
 		}

@@ -19,12 +19,6 @@ import (
 // the task queue, the close path) is a loopconn.Loop; the rest of a loop's
 // work is by concern: accept.go, input.go, output.go, close.go.
 
-// The reactor's own task kinds, beside loopconn's.
-const (
-	taskTLSOutput = loopconn.TaskEngine + iota // conn's handshake has output to send
-	taskTLSDone                                // conn's handshake ended
-)
-
 type task = loopconn.Task[connIO]
 
 const (
@@ -192,12 +186,6 @@ func (l *loop) event(ev poller.Event) {
 	}
 }
 
-// Task runs the reactor's own tasks: a TLS handshake's reports.
-func (l *loop) Task(t task) {
-	switch t.Kind {
-	case taskTLSOutput:
-		l.handshakeOutput(t.C)
-	case taskTLSDone:
-		l.handshakeDone(t.C)
-	}
-}
+// Task has no kinds of the reactor's own to run: a TLS handshake's
+// reports are loopconn's (TLSEngine).
+func (l *loop) Task(task) {}

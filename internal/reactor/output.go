@@ -38,7 +38,7 @@ func (l *loop) flushUnlock(c *conn) {
 	err := l.flushLocked(c)
 	pending := c.Out.Len()
 	if c.Flags&connTLS != 0 {
-		pending = tlsOf(c).pending(pending)
+		pending = tlsOf(c).Pending(pending)
 	}
 	c.Mu.Unlock()
 	if err != nil {
@@ -61,6 +61,7 @@ func (l *loop) flushLocked(c *conn) error {
 // writeLocked writes o, c's outbox or its TLS ciphertext.
 func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 	fd := int(c.Fd)
+	plain := o == &c.Out // over TLS the session counts c.St, in plaintext
 	for o.Len() > 0 {
 		var n, want int
 		var err error
@@ -76,7 +77,9 @@ func (l *loop) writeLocked(c *conn, o *outbox.Outbox) error {
 		if n > 0 {
 			o.Consume(n)
 			l.BytesOut += int64(n)
-			c.St.BytesOut += int64(n)
+			if plain {
+				c.St.BytesOut += int64(n)
+			}
 			c.LastProgress = l.Now
 		}
 		switch {

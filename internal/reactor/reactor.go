@@ -66,11 +66,10 @@ func New(backend string, cfg engine.Config, h engine.Handler) (engine.Engine, er
 	s := &server{backend: backend}
 	s.Init(backend, cfg, h)
 	if s.Cfg.TLS != nil {
-		lim, err := tlsloop.NewLimiter(s.Cfg.MaxHandshakes)
-		if err != nil {
+		var err error
+		if s.tls, err = tlsloop.NewServerConfig(s.Cfg.TLS, s.Cfg.HandshakeTimeout, s.Cfg.MaxHandshakes); err != nil {
 			return nil, err
 		}
-		s.tls = &tlsloop.Config{TLS: s.Cfg.TLS, HandshakeTimeout: s.Cfg.HandshakeTimeout, Limiter: lim}
 	}
 	return s, nil
 }

@@ -26,6 +26,10 @@ func (c *conn) handshake() (done bool, err error) {
 		// of the TLS stream.
 		rest := append([]byte(nil), c.in.Bytes()...)
 		c.in.Skip(len(rest))
+		// Counted with the header as received; counted again as the
+		// plaintext it decrypts to, as every model counts TLS.
+		c.bytesIn.Add(-int64(len(rest)))
+		c.s.cfg.Stats.BytesIn.Add(-int64(len(rest)))
 		c.tc = tls.Server(&prefixConn{Conn: c.nc, pre: rest}, s.cfg.TLS)
 		c.rw = c.tc
 	}

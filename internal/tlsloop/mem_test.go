@@ -39,6 +39,26 @@ func TestIdleMemory(t *testing.T) {
 		per = measure(t, conns, func() func() { return idleGoroutine(t, scfg, ccfg, size) })
 		t.Logf("goroutine + tls.Conn, after a %d-byte echo: %.0f bytes per idle connection (heap + stacks)", size, per)
 	}
+	// What a server's tls.Config (or its clients) could change about what
+	// crypto/tls keeps per connection, after a 64-byte echo.
+	for _, v := range []struct {
+		name     string
+		srv, cli func(*tls.Config)
+	}{
+		{"session tickets off", func(c *tls.Config) { c.SessionTicketsDisabled = true }, nil},
+		{"server prefers X25519 (no ML-KEM key exchange)", func(c *tls.Config) { c.CurvePreferences = []tls.CurveID{tls.X25519} }, nil},
+		{"client offers X25519 only (a ClientHello without the ML-KEM share)", nil, func(c *tls.Config) { c.CurvePreferences = []tls.CurveID{tls.X25519} }},
+	} {
+		s, c := scfg.Clone(), ccfg.Clone()
+		if v.srv != nil {
+			v.srv(s)
+		}
+		if v.cli != nil {
+			v.cli(c)
+		}
+		per := measure(t, conns, func() func() { return idleAdapter(t, s, c, 64) })
+		t.Logf("tlsloop.Conn, %s: %.0f bytes per idle connection", v.name, per)
+	}
 }
 
 // measure makes n connections with mk (which returns how to release one)

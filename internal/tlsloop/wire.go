@@ -71,9 +71,8 @@ func (w *wire) feed(p []byte) {
 	}
 	if w.in == nil {
 		w.getBuf(len(p))
-	} else if cap(w.in)-len(w.in) < len(p) && w.off > 0 {
-		n := copy(w.in, w.in[w.off:])
-		w.in, w.off = w.in[:n], 0
+	} else if cap(w.in)-len(w.in) < len(p) {
+		w.regrow(len(p))
 	}
 	w.in = append(w.in, p...)
 	if w.blocking {
@@ -262,29 +261,77 @@ type wireAddr struct{}
 func (wireAddr) Network() string { return "tlsloop" }
 func (wireAddr) String() string  { return "tlsloop" }
 
-// Feed storage: one size class, big enough for what a loop reads from a
-// socket at once. Larger feeds get a buffer of their own, not pooled.
-const poolBufSize = 64 << 10
+// Feed storage: two size classes. Most feeds are small (a handshake
+// flight, a record or two of small messages), and a handshake's feed
+// buffer lives as long as the handshake, so a small class keeps a burst of
+// handshakes from holding 64 KiB each; a socket read of a bulk transfer
+// takes the large class, the most a loop reads at once. Larger feeds get
+// a buffer of their own, not pooled.
+const (
+	smallBufSize = 4 << 10
+	poolBufSize  = 64 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, poolBufSize); return &b }}
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBufSize); return &b }}
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, poolBufSize); return &b }}
+)
 
 func (w *wire) getBuf(n int) {
-	if n > poolBufSize {
+	switch {
+	case n <= smallBufSize:
+		w.pooled = smallPool.Get().(*[]byte)
+	case n <= poolBufSize:
+		w.pooled = bufPool.Get().(*[]byte)
+	default:
 		w.in = make([]byte, 0, n)
 		return
 	}
-	w.pooled = bufPool.Get().(*[]byte)
 	w.in = (*w.pooled)[:0]
 }
 
-// putBuf empties in, giving its storage back to the pool if it is still
+// regrow makes room for n more bytes behind the unread input: by moving
+// it to the front when that is enough, else into a buffer of the next
+// class (the old one goes back to its pool), else of its own.
+func (w *wire) regrow(n int) {
+	unread := len(w.in) - w.off
+	if cap(w.in)-unread >= n {
+		k := copy(w.in, w.in[w.off:])
+		w.in, w.off = w.in[:k], 0
+		return
+	}
+	full, old, oldPooled := w.in, w.in[w.off:], w.pooled
+	w.pooled = nil
+	// Past the large class storage grows by doubling, as append's would,
+	// so feeding a backlog piece by piece stays linear.
+	w.getBuf(max(unread+n, min(2*cap(full), unread+n+cap(full))))
+	w.in = append(w.in, old...)
+	w.off = 0
+	if oldPooled != nil {
+		release(oldPooled, full) // once its bytes are copied out
+	}
+}
+
+// putBuf empties in, giving its storage back to its pool if it is still
 // the pool's (a feed that outgrew it left it to the collector).
 func (w *wire) putBuf() {
-	if w.pooled != nil && cap(w.in) == poolBufSize {
-		*w.pooled = w.in[:0]
-		bufPool.Put(w.pooled)
+	if w.pooled != nil {
+		release(w.pooled, w.in)
 	}
 	w.in, w.off, w.pooled = nil, 0, nil
+}
+
+// release puts b, pooled storage held through holder, back in its pool,
+// if it still has the capacity it was handed out with.
+func release(holder *[]byte, b []byte) {
+	switch cap(b) {
+	case smallBufSize:
+		*holder = b[:0]
+		smallPool.Put(holder)
+	case poolBufSize:
+		*holder = b[:0]
+		bufPool.Put(holder)
+	}
 }
 
 // recordCursor follows the TLS record framing (a 5-byte header whose last

@@ -107,3 +107,63 @@ func TestRecordCursor(t *testing.T) {
 		t.Fatalf("body left %d", r.body)
 	}
 }
+
+// TestFeedStorage: fed bytes come out in order whatever storage they go
+// through: the small class, moved up to the large one behind unread
+// input, moved to the front, and a buffer of their own past the large.
+// A record header announcing a 64 KiB body lets the wire hand the first
+// reads whole; the last drains the rest across whatever record
+// boundaries the bytes make.
+func TestFeedStorage(t *testing.T) {
+	var w wire
+	w.cond.L = &w.mu
+	var want []byte
+	fill := func(n int, b byte) {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = b + byte(i%7)
+		}
+		want = append(want, p...)
+		w.feed(p)
+	}
+	read := func(n int) {
+		t.Helper()
+		p := make([]byte, n)
+		k, err := w.Read(p)
+		if err != nil || k != n {
+			t.Fatalf("Read(%d) = %d, %v", n, k, err)
+		}
+		if string(p) != string(want[:n]) {
+			t.Fatalf("Read(%d): bytes out of order", n)
+		}
+		want = want[n:]
+	}
+	w.feed([]byte{23, 3, 3, 0xff, 0xff}) // the header of a record longer than the first reads
+	want = append(want, 23, 3, 3, 0xff, 0xff)
+	fill(1000, 'a')
+	if cap(w.in) != smallBufSize {
+		t.Fatalf("a small feed took %d bytes of storage, want the %d class", cap(w.in), smallBufSize)
+	}
+	read(500)
+	fill(10<<10, 'b') // outgrows the small class behind 505 unread bytes
+	if cap(w.in) != poolBufSize {
+		t.Fatalf("after outgrowing: %d bytes of storage, want the %d class", cap(w.in), poolBufSize)
+	}
+	read(10 << 10)
+	fill(50<<10, 'c') // fits once the unread bytes move to the front
+	fill(100<<10, 'd')
+	if cap(w.in) <= poolBufSize {
+		t.Fatalf("a feed past the large class kept %d bytes of storage", cap(w.in))
+	}
+	for len(want) > 0 {
+		p := make([]byte, len(want))
+		k, err := w.Read(p)
+		if err != nil || k == 0 || string(p[:k]) != string(want[:k]) {
+			t.Fatalf("draining: Read = %d, %v (or bytes out of order)", k, err)
+		}
+		want = want[k:]
+	}
+	if w.in != nil || w.pooled != nil {
+		t.Fatal("storage kept once everything fed was read")
+	}
+}

@@ -9,9 +9,13 @@ import (
 
 // ReleaseLocked drops c's output as it closes, unless a send in flight
 // still has the kernel reading it: then the send's completion does
-// (retire).
+// (retire). Over TLS the send is of the ciphertext, and the plaintext
+// goes at once.
 func (l *loop) ReleaseLocked(c *conn) {
-	if c.Flags&connSending == 0 {
+	if c.Flags&connTLS != 0 {
+		l.closeTLS(c)
+		c.Out.Release()
+	} else if c.Flags&connSending == 0 {
 		c.Out.Release()
 	}
 }
@@ -41,6 +45,9 @@ func (l *loop) CloseIO(c *conn) {
 func (l *loop) retire(c *conn) {
 	c.Mu.Lock()
 	c.Out.Release()
+	if c.Flags&connTLS != 0 {
+		tlsOf(c).Out.Release()
+	}
 	c.Mu.Unlock()
 	if l.Conns[c.IO.slot] == c {
 		l.Conns[c.IO.slot] = nil

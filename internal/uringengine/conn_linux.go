@@ -38,6 +38,8 @@ const (
 	connSendWait                               // on l.sendWait: waiting for a free sendmsg header
 	connEOFHeld                                // the peer's FIN came behind held input, not yet decoded
 	connHeld                                   // l.held has input received while paused, not yet decoded
+	connTLS                                    // the connection has a TLS layer (tlsOf, tls_linux.go)
+	connTLSHold                                // TLS: no receive until the handshake moves on, or ever after the FIN
 
 	// connOutstanding: output is on its way out (the write timer's and
 	// the idle timer's concern).

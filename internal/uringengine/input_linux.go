@@ -21,6 +21,12 @@ import (
 // bytes already received meanwhile are kept, undecoded, until the output
 // drains.
 
+// receiving reports whether c should have a receive armed: it is reading
+// (loopconn.Loop.Reading), and, over TLS, not held for its handshake.
+func (l *loop) receiving(c *conn) bool {
+	return l.Reading(c) && c.Flags&connTLSHold == 0
+}
+
 func (l *loop) armRecv(c *conn) {
 	sqe := l.sqe()
 	sqe.PrepRecv(int(c.Fd), bufGroup, true, l.bundle)
@@ -72,6 +78,9 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 		l.cur = nil
 	} else if c != nil {
 		switch {
+		case cqe.Res == 0 && c.Flags&connTLS != 0:
+			l.eofTLS(c)
+			return
 		case cqe.Res == 0:
 			l.eof(c)
 			return
@@ -83,7 +92,7 @@ func (l *loop) received(cqe *uring.CQE, c *conn) {
 			return
 		}
 	}
-	if c != nil && c.State != connstate.Closed && c.Flags&connRecv == 0 && l.Reading(c) {
+	if c != nil && c.State != connstate.Closed && c.Flags&connRecv == 0 && l.receiving(c) {
 		l.scheduleRearm(c)
 	}
 }
@@ -103,6 +112,8 @@ func (l *loop) buffer(id uint16, data []byte) {
 	switch {
 	case l.Draining:
 		c.LastRead = l.Now // input after Shutdown is received and dropped
+	case c.Flags&connTLS != 0:
+		l.bufferTLS(c, data)
 	case c.Flags&(loopconn.FlagPaused|connHeld) != 0:
 		// Received after the pause began, before the cancellation took
 		// (the rest of a bundle, or more completions in the same batch):
@@ -180,6 +191,14 @@ func (l *loop) dropHeld(c *conn) {
 // time, until it is all decoded or the output has paused reading again;
 // then the peer's FIN, if it came behind it.
 func (l *loop) resume(c *conn) {
+	if c.Flags&connTLS != 0 {
+		// The ciphertext waited in the TLS state; its FIN, if it came,
+		// ends the stream where Read finds it.
+		if t := tlsOf(c); !l.Draining && t.Held() {
+			l.inputTLS(c)
+		}
+		return
+	}
 	if h := l.held[c]; c.Flags&connHeld != 0 {
 		for c.State != connstate.Closed && c.Flags&loopconn.FlagPaused == 0 && h.off < len(h.b) {
 			n := min(l.br.Size(), len(h.b)-h.off)

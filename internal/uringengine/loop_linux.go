@@ -87,7 +87,8 @@ type loop struct {
 	// arm, and connections waiting for a sendmsg header.
 	dirty, rearm, sendWait []*conn
 
-	cur   *conn // the connection a bundle's buffers belong to
+	pbuf  []byte // what TLS connections decrypt into, made on first use
+	cur   *conn  // the connection a bundle's buffers belong to
 	onBuf func(id uint16, data []byte)
 
 	closingSince int64
@@ -102,6 +103,9 @@ func newLoop(s *server, id int) *loop {
 		ringFd: -1,
 	}
 	l.Init(&s.Server, l, id, connOutstanding)
+	if s.tls != nil {
+		l.ServeTLS(l)
+	}
 	l.onBuf = l.buffer
 	return l
 }
@@ -323,7 +327,7 @@ func (l *loop) beforeEnter() {
 	for i, c := range l.rearm {
 		l.rearm[i] = nil
 		c.Flags &^= connRearm
-		if c.State != connstate.Closed && c.Flags&connRecv == 0 && l.Reading(c) {
+		if c.State != connstate.Closed && c.Flags&connRecv == 0 && l.receiving(c) {
 			l.armRecv(c)
 		}
 	}
@@ -398,5 +402,6 @@ func (l *loop) runTimers() {
 	l.RunTimers()
 }
 
-// Task has no kinds of this engine's own to run.
+// Task has no kinds of this engine's own to run: a TLS handshake's
+// reports are loopconn's (TLSEngine).
 func (l *loop) Task(task) {}

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/internal/connstate"
+	"switchboard/internal/outbox"
 	"switchboard/internal/uring"
 )
 
@@ -30,13 +31,35 @@ func (l *loop) Flush(c *conn, msgs int64) {
 	if !l.BeginFlush(c, msgs) {
 		return
 	}
-	pending := c.Out.Len()
+	pending, err := l.pendingLocked(c)
 	c.Mu.Unlock()
+	if err != nil {
+		l.Close(c, err)
+		return
+	}
 	if pending > 0 && c.Flags&(connSending|connDirty|connSendWait) == 0 {
 		c.Flags |= connDirty
 		l.dirty = append(l.dirty, c)
 	}
 	l.settle(c, pending)
+}
+
+// pendingLocked is the output c has to send: its outbox, or over TLS
+// what it seals into ciphertext and what waits to be. c.Mu is held.
+func (l *loop) pendingLocked(c *conn) (int, error) {
+	if c.Flags&connTLS != 0 {
+		return l.sealLocked(c)
+	}
+	return c.Out.Len(), nil
+}
+
+// outOf is the outbox c sends from: its own, or over TLS the session's
+// ciphertext.
+func outOf(c *conn) *outbox.Outbox {
+	if c.Flags&connTLS != 0 {
+		return &tlsOf(c).Out
+	}
+	return &c.Out
 }
 
 // flush starts c's send, if it has output and none in flight.
@@ -45,11 +68,12 @@ func (l *loop) flush(c *conn) {
 		return
 	}
 	c.Mu.Lock()
-	if c.Out.Len() == 0 {
+	o := outOf(c)
+	if o.Len() == 0 {
 		c.Mu.Unlock()
 		return
 	}
-	b, more := c.Out.Head()
+	b, more := o.Head()
 	sqe := (*uring.SQE)(nil)
 	if !more {
 		sqe = l.sqe()
@@ -68,7 +92,7 @@ func (l *loop) flush(c *conn) {
 		l.freeMsgs = l.freeMsgs[:k-1]
 		l.msgs[c.IO.slot] = msg
 		m := l.arena.Msg(int(msg))
-		bufs, _ := c.Out.Gather(l.bufs[:0], maxSendIov)
+		bufs, _ := o.Gather(l.bufs[:0], maxSendIov)
 		for _, b := range bufs {
 			m.Append(b)
 		}
@@ -106,17 +130,24 @@ func (l *loop) sent(cqe *uring.CQE, c *conn) {
 		}
 	}
 	c.Mu.Lock()
+	o := outOf(c)
 	if n := int(cqe.Res); n > 0 {
-		c.Out.Consume(n)
+		o.Consume(n)
 		l.BytesOut += int64(n)
-		c.St.BytesOut += int64(n)
+		if c.Flags&connTLS == 0 {
+			c.St.BytesOut += int64(n) // over TLS, sealLocked counts plaintext
+		}
 		c.LastProgress = l.Now
 	}
-	pending := c.Out.Len()
-	if pending == 0 {
-		c.Out.Release() // empty chunks a failed Write left behind
+	pending, err := l.pendingLocked(c)
+	if o.Len() == 0 {
+		o.Release() // empty chunks a failed Write left behind
 	}
 	c.Mu.Unlock()
+	if err != nil {
+		l.Close(c, err)
+		return
+	}
 	if pending > 0 {
 		l.flush(c)
 	}
@@ -168,12 +199,12 @@ func (l *loop) settle(c *conn, pending int) {
 			l.cancelRecv(c)
 		}
 	case -1:
-		if c.Flags&(connHeld|connEOFHeld) != 0 {
+		if c.Flags&(connHeld|connEOFHeld) != 0 || c.Flags&connTLS != 0 && tlsOf(c).Held() {
 			l.resume(c)
 			return
 		}
 	}
-	if c.Flags&connRecv == 0 && c.State != connstate.Closed && l.Reading(c) {
+	if c.Flags&connRecv == 0 && c.State != connstate.Closed && l.receiving(c) {
 		l.scheduleRearm(c)
 	}
 }

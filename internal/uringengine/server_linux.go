@@ -7,6 +7,7 @@ import (
 	"switchboard/internal/engine"
 	"switchboard/internal/loopconn"
 	"switchboard/internal/sockfd"
+	"switchboard/internal/tlsloop"
 	"switchboard/internal/uring"
 )
 
@@ -16,7 +17,8 @@ type server struct {
 	loopconn.Server[connIO]
 	opt   Options
 	probe *uring.Probe
-	loops []*loop // set by Setup, under Mu
+	loops []*loop         // set by Setup, under Mu
+	tls   *tlsloop.Config // nil without TLS; its Limiter is shared by the loops
 }
 
 // New returns an io_uring engine running h. Where io_uring cannot be used
@@ -30,6 +32,11 @@ func New(cfg engine.Config, h engine.Handler) (engine.Engine, error) {
 	}
 	s := &server{opt: opt, probe: probe}
 	s.Init("uring", cfg, h)
+	if s.Cfg.TLS != nil {
+		if s.tls, err = tlsloop.NewServerConfig(s.Cfg.TLS, s.Cfg.HandshakeTimeout, s.Cfg.MaxHandshakes); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
