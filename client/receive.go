@@ -92,15 +92,28 @@ func (c *Conn) fillCtx(ctx context.Context, ctxDeadline bool) error {
 		}
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
+	watched := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+		close(watched)
+	})
 	err := c.fill()
 	interrupted := !stop()
+	if interrupted {
+		// stop returns false once the watcher has started, not once it
+		// has finished: wait for its deadline to land before undoing it,
+		// or it could land after the next call has armed its own. The
+		// deadline left is the caller's fixed one, if any; a timeout is
+		// armed afresh by every call.
+		<-watched
+		var d time.Time
+		if c.fixedDeadline.Load() {
+			d = c.deadline
+		}
+		c.nc.SetReadDeadline(d)
+	}
 	if err != nil && (interrupted || ctxDeadline || ctx.Err() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.ioErr = nil
-		if interrupted {
-			// Later calls arm their own deadline; this one is in the past.
-			c.nc.SetReadDeadline(time.Time{})
-		}
 		cause := ctx.Err()
 		if cause == nil {
 			cause = context.DeadlineExceeded // the read deadline was ctx's, a moment early
