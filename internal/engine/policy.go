@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 
 	"switchboard/framing"
 	"switchboard/internal/proxyproto"
+	"switchboard/internal/tlsloop"
 )
 
 // Policy every engine applies the same way, whatever its I/O model. An
@@ -85,25 +85,9 @@ func HandshakeEOF() error {
 	return fmt.Errorf("%w: connection closed by the peer", ErrHandshake)
 }
 
-// HandshakeFailed wraps crypto/tls's reason for a failed handshake,
-// quoting a record header that is printable text: that is a peer
-// speaking plaintext (an HTTP request, say) to a TLS port.
-func HandshakeFailed(err error) error {
-	var rh tls.RecordHeaderError
-	if errors.As(err, &rh) && printable(rh.RecordHeader[:]) {
-		return fmt.Errorf("%w: %w (plaintext %q)", ErrHandshake, err, rh.RecordHeader[:])
-	}
-	return fmt.Errorf("%w: %w", ErrHandshake, err)
-}
-
-func printable(b []byte) bool {
-	for _, x := range b {
-		if (x < ' ' || x > '~') && x != '\r' && x != '\n' && x != '\t' {
-			return false
-		}
-	}
-	return true
-}
+// HandshakeFailed wraps crypto/tls's reason for a failed handshake, as
+// the event loops' handshakes do (tlsloop.HandshakeFailed).
+func HandshakeFailed(err error) error { return tlsloop.HandshakeFailed(err) }
 
 // FrameTimedOut is the reason given for a frame not completed within d.
 func FrameTimedOut(d time.Duration) error {

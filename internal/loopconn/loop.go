@@ -332,25 +332,19 @@ func (l *Loop[IO]) Done() bool { return (l.Draining || l.Closing) && l.N == 0 }
 // server's Stats: a few shared atomics per iteration, not per message.
 func (l *Loop[IO]) AddStats() {
 	st := l.S.Stats
-	if l.BytesIn != 0 {
-		st.BytesIn.Add(l.BytesIn)
-		l.BytesIn = 0
-	}
-	if l.BytesOut != 0 {
-		st.BytesOut.Add(l.BytesOut)
-		l.BytesOut = 0
-	}
-	if l.messagesOut != 0 {
-		st.MessagesOut.Add(l.messagesOut)
-		l.messagesOut = 0
-	}
-	if l.pending != 0 {
-		st.PendingBytes.Add(l.pending)
-		l.pending = 0
-	}
-	if l.paused != 0 {
-		st.Paused.Add(l.paused)
-		l.paused = 0
+	addTo(&st.BytesIn, &l.BytesIn)
+	addTo(&st.BytesOut, &l.BytesOut)
+	addTo(&st.MessagesOut, &l.messagesOut)
+	addTo(&st.PendingBytes, &l.pending)
+	addTo(&st.Paused, &l.paused)
+}
+
+// addTo adds *n to a and zeroes it, skipping the atomic when there is
+// nothing to add (most iterations change few of the counters).
+func addTo(a *atomic.Int64, n *int64) {
+	if *n != 0 {
+		a.Add(*n)
+		*n = 0
 	}
 }
 

@@ -237,6 +237,14 @@ func (c *Conn) handshakeError(err error) error {
 	case c.w.wasExpired():
 		return fmt.Errorf("%w: timed out after %v: %w", ErrHandshake, c.cfg.timeout(), errExpired)
 	}
+	return HandshakeFailed(err)
+}
+
+// HandshakeFailed wraps crypto/tls's reason for a failed handshake in
+// ErrHandshake, quoting a record header that is printable text: that is
+// a peer speaking plaintext (an HTTP request, say) to a TLS port. The
+// stream models, which run crypto/tls over a net.Conn, use it too.
+func HandshakeFailed(err error) error {
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) && printable(rh.RecordHeader[:]) {
 		return fmt.Errorf("%w: %w (plaintext %q)", ErrHandshake, err, rh.RecordHeader[:])
