@@ -267,3 +267,14 @@ func verdict(stderr io.Writer, res *loadgen.Result, runErr error) error {
 	}
 	return nil
 }
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	return nil
+}
